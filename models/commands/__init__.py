@@ -1,0 +1,1 @@
+"""One module per ``python -m models`` command; each exposes ``register(subparsers)``."""

@@ -1,0 +1,12 @@
+"""Offline-first datasets held in memory as tensors.
+
+``load_dataset(name, split, root=None) -> ImageData``; ``dataset_info(name)``; ``list_datasets()``.
+Importing this package registers every dataset module beside it.
+"""
+
+from models.datasets import fashion_mnist  # noqa: F401  (registration)
+from models.datasets.base import DatasetInfo, ImageData
+from models.datasets.registry import dataset_info, list_datasets, load_dataset, register_dataset
+
+__all__ = ["DatasetInfo", "ImageData", "dataset_info", "list_datasets", "load_dataset",
+           "register_dataset"]

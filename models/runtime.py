@@ -1,0 +1,99 @@
+"""In-process predictors over a repository entry: the torch module or the ONNX graph.
+
+Both take float32 [N, C, H, W] in [0, 1] and return logits (for the owner's white-box work
+and in-process studies) or labels. The server builds its backends on these; the verifier uses
+them for in-process matching rates. ``preprocessing`` is *not* applied here: callers compose
+it explicitly (``models.transforms.build_transform``), so the same predictor serves both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from models.errors import UserError
+from models.onnx_export import INPUT_NAME, OUTPUT_NAME
+from models.repository import ONNX_FILE, WEIGHTS_FILE, ModelConfig, load_config, load_model
+
+
+class Predictor(Protocol):
+    config: ModelConfig
+    backend: str
+    device: torch.device
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+class TorchPredictor:
+    """Eager torch module on ``device``."""
+
+    backend = "torch"
+
+    def __init__(self, path: Path, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model, self.config = load_model(path, self.device)
+
+    @torch.inference_mode()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images.to(self.device, torch.float32))
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.logits(images).argmax(1)
+
+
+class OnnxPredictor:
+    """ONNX Runtime session: CUDA provider when asked for and present, else CPU."""
+
+    backend = "onnx"
+
+    def __init__(self, path: Path, device: str | torch.device = "cpu",
+                 intra_op_threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        self.config = load_config(path)
+        self.device = torch.device(device)
+        onnx_path = Path(path) / ONNX_FILE
+        if not onnx_path.is_file():
+            raise UserError(f"{path}: no {ONNX_FILE} (export it: python -m models export)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.log_severity_level = 3
+        providers = ["CPUExecutionProvider"]
+        if self.device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        except Exception as error:
+            raise UserError(f"{onnx_path}: cannot load ONNX graph ({error})") from None
+        self.providers: list[str] = self.session.get_providers()
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        array = images.detach().to("cpu", torch.float32).numpy()
+        out = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(array)})[0]
+        return torch.from_numpy(out)
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.logits(images).argmax(1)
+
+
+def load_predictor(path: str | Path, backend: str | None = None,
+                   device: str | torch.device = "cpu") -> Predictor:
+    """Predictor for an entry; ``backend`` defaults to the entry's config, falling back to
+    whichever file exists (an int8 entry holds only ONNX)."""
+    path = Path(path)
+    config = load_config(path)
+    backend = backend or config.backend
+    if backend == "torch" and not (path / WEIGHTS_FILE).is_file():
+        backend = "onnx"
+    if backend == "onnx" and not (path / ONNX_FILE).is_file() and (path / WEIGHTS_FILE).is_file():
+        backend = "torch"
+    if backend == "torch":
+        return TorchPredictor(path, device)
+    if backend == "onnx":
+        return OnnxPredictor(path, device)
+    raise UserError(f"unknown backend {backend!r}; choose onnx or torch")
