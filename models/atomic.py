@@ -45,6 +45,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp.chmod(0o755)
     try:
         yield tmp
+        for written in tmp.rglob("*"):  # some writers (safetensors) create files 0600
+            written.chmod(0o755 if written.is_dir() else 0o644)
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")

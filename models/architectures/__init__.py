@@ -3,7 +3,7 @@
 Importing this package registers every architecture module beside it.
 """
 
-from models.architectures import mobilenet, resnet, vgg  # noqa: F401  (registration)
+from models.architectures import mobilenet, resnet, tinycnn, vgg  # noqa: F401  (registration)
 from models.architectures.normalize import Classifier, Normalize
 from models.architectures.registry import create_model, list_models, register_model
 
