@@ -1,0 +1,1 @@
+"""One module per ``python -m verifier_client`` command; each exposes ``register(subparsers)``."""
