@@ -4,7 +4,7 @@
 Importing this package registers every dataset module beside it.
 """
 
-from models.datasets import fashion_mnist  # noqa: F401  (registration)
+from models.datasets import cifar, fashion_mnist, tinyimagenet  # noqa: F401  (registration)
 from models.datasets.base import DatasetInfo, ImageData
 from models.datasets.registry import dataset_info, list_datasets, load_dataset, register_dataset
 
