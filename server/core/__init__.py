@@ -1,0 +1,1 @@
+"""Configuration, errors and ASGI plumbing shared by every router."""

@@ -1,0 +1,103 @@
+"""Prometheus metrics, one ``CollectorRegistry`` per app (so tests can run several apps).
+
+Per model (label ``model``), Triton-like:
+
+- ``inference_request_total``: inference requests received (infer and classify)
+- ``inference_request_failure_total``: failed requests, label ``reason`` (bad_request,
+  not_found, too_large, not_ready, overloaded, internal)
+- ``inference_count_total``: images inferred
+- ``inference_batch_count_total``: batches executed (average batch = count / batch_count)
+- ``inference_batch_size``: histogram of images per executed batch
+- ``inference_queue_duration_seconds``: per request, enqueue until its batch starts
+- ``inference_preprocess_duration_seconds``: per batch, concatenation, copy to device and
+  preprocessing (CSRP/RDG), so its overhead is visible
+- ``inference_compute_duration_seconds``: per batch, the backend until labels are on the CPU
+- ``inference_request_duration_seconds``: per successful request, body read to answer ready
+- ``inference_queue_depth`` (gauge): requests waiting; ``model_ready`` (gauge): 1 once warm
+
+Nothing derived from a model's outputs beyond counts is ever recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    """The children of every collector for one model, bound once (cheap to update)."""
+
+    requests: Counter
+    inferences: Counter
+    batches: Counter
+    batch_size: Histogram
+    queue_seconds: Histogram
+    preprocess_seconds: Histogram
+    compute_seconds: Histogram
+    request_seconds: Histogram
+    queue_depth: Gauge
+    ready: Gauge
+    failures: Counter  # the parent collector; labelled per call (few reasons)
+    model: str
+
+    def failure(self, reason: str) -> None:
+        self.failures.labels(model=self.model, reason=reason).inc()
+
+
+class Metrics:
+    """Every collector of one app, in its own registry."""
+
+    def __init__(self, max_batch_size: int) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("inference_request", "Inference requests received",
+                                ["model"], registry=r)
+        self.failures = Counter("inference_request_failure", "Inference requests that failed",
+                                ["model", "reason"], registry=r)
+        self.inferences = Counter("inference_count", "Images inferred", ["model"], registry=r)
+        self.batches = Counter("inference_batch_count", "Batches executed", ["model"],
+                               registry=r)
+        size_buckets = sorted({1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096}
+                              | {max_batch_size})
+        self.batch_size = Histogram("inference_batch_size", "Images per executed batch",
+                                    ["model"], buckets=[b for b in size_buckets
+                                                        if b <= max_batch_size],
+                                    registry=r)
+        self.queue_seconds = Histogram(
+            "inference_queue_duration_seconds", "Time a request waits for its batch to start",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.preprocess_seconds = Histogram(
+            "inference_preprocess_duration_seconds",
+            "Per batch: concatenation, copy to device and preprocessing (CSRP/RDG)",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.compute_seconds = Histogram(
+            "inference_compute_duration_seconds", "Per batch: backend execution to labels",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.request_seconds = Histogram(
+            "inference_request_duration_seconds", "Per successful request, end to end",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.queue_depth = Gauge("inference_queue_depth", "Requests waiting in the queue",
+                                 ["model"], registry=r)
+        self.ready = Gauge("model_ready", "1 when the model is loaded and warmed up",
+                           ["model"], registry=r)
+
+    def for_model(self, name: str) -> ModelMetrics:
+        return ModelMetrics(
+            requests=self.requests.labels(model=name),
+            inferences=self.inferences.labels(model=name),
+            batches=self.batches.labels(model=name),
+            batch_size=self.batch_size.labels(model=name),
+            queue_seconds=self.queue_seconds.labels(model=name),
+            preprocess_seconds=self.preprocess_seconds.labels(model=name),
+            compute_seconds=self.compute_seconds.labels(model=name),
+            request_seconds=self.request_seconds.labels(model=name),
+            queue_depth=self.queue_depth.labels(model=name),
+            ready=self.ready.labels(model=name),
+            failures=self.failures,
+            model=name,
+        )

@@ -1,0 +1,1 @@
+"""Per-model pipeline: backends, the dynamic batcher, served models and their manager."""

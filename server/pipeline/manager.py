@@ -1,0 +1,75 @@
+"""The set of served models and their loading.
+
+``ModelManager.start`` (lifespan) returns at once; one background thread loads, warms up and
+starts the models one after the other, so ``/v2/health/live`` answers during loading and
+``/v2/health/ready`` turns true only when every model has warmed up. A model that fails to load
+calls ``on_fatal`` (the CLI then exits non-zero) and the server never becomes ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from models.errors import UserError
+from models.repository import validate_model_name
+from server.core.config import Settings
+from server.core.errors import BadRequestError, NotFoundError
+from server.metrics import Metrics
+from server.pipeline.served_model import ModelPlan, ServedModel
+
+log = logging.getLogger("server")
+
+
+class ModelManager:
+    def __init__(self, settings: Settings, plans: list[ModelPlan], metrics: Metrics,
+                 on_fatal: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.models = {plan.name: ServedModel(plan, settings, metrics) for plan in plans}
+        self._on_fatal = on_fatal
+        self._stop = threading.Event()
+        self._loader = threading.Thread(target=self._load_all, name="model-loader", daemon=True)
+        self.error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.error is None and all(m.ready for m in self.models.values())
+
+    def get(self, name: str) -> ServedModel:
+        """The served model ``name``: 400 for an invalid name, 404 for one not served."""
+        try:
+            validate_model_name(name)
+        except UserError as error:
+            raise BadRequestError(str(error)) from None
+        model = self.models.get(name)
+        if model is None:
+            raise NotFoundError(f"unknown model {name!r}")
+        return model
+
+    def start(self) -> None:
+        self._loader.start()
+
+    def _load_all(self) -> None:
+        for model in self.models.values():
+            if self._stop.is_set():
+                return
+            try:
+                model.load(self._stop)
+            except Exception as error:
+                message = str(error) if isinstance(error, UserError) else \
+                    f"{type(error).__name__}: {error}"
+                model.error = self.error = f"model {model.name!r} failed to load: {message}"
+                log.error("%s", self.error, exc_info=not isinstance(error, UserError))
+                if self._on_fatal is not None:
+                    self._on_fatal(self.error)
+                return
+
+    def stop(self) -> None:
+        """Stop loading and every worker (pending requests get 503)."""
+        self._stop.set()
+        if self._loader.is_alive():
+            self._loader.join(timeout=30)
+        for model in self.models.values():
+            model.stop()

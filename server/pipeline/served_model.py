@@ -1,0 +1,194 @@
+"""One served model: its config, preprocessing, backend, random stream and batcher.
+
+Pipeline of a batch (in the model's worker thread): concatenate the requests' float images in
+arrival order -> copy to the device -> the config's preprocessing (``build_transform``: CSRP or
+RDG with fresh per-sample parameters, none for a plain copy) -> backend -> labels.
+
+Random stream and draw order (the contract tests rely on): each model owns one CPU
+``torch.Generator``, seeded with ``--seed`` when given (every model gets the same seed) and from
+the OS (``secrets``) otherwise. The warm-up uses a throwaway generator, so the first request sees
+the stream from its start. For every executed batch the transform is called exactly once, on the
+concatenation of the batch's requests in arrival order, with that generator: CSRP draws
+``torch.randint(0, p + 1, (N_batch, 2), generator=g)`` and row ``i`` belongs to the i-th image of
+the concatenation. So with ``--seed S`` a first request of N images is answered exactly as
+``predictor(csrp(x, sigma, p, generator=torch.Generator().manual_seed(S)))``; with
+``--max-batch-size 1`` the k-th image sent (one at a time) gets the k-th draw.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.errors import UserError
+from models.repository import ModelConfig, entry_dir, load_config
+from models.transforms import build_transform
+from server.core.config import Settings
+from server.core.errors import UnavailableError
+from server.metrics import Metrics, ModelMetrics
+from server.pipeline.backends import Backend, load_backend, resolve_backend
+from server.pipeline.batcher import DynamicBatcher
+from server.protocol.codec import Signature
+from server.protocol.schemas import ModelMetadata, ModelParameters
+
+log = logging.getLogger("server.model")
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """What ``plan_models`` checked up front, before anything heavy is loaded."""
+
+    name: str
+    path: Path
+    config: ModelConfig
+    backend: str
+    preprocessing: dict[str, Any] | None
+
+
+def plan_models(settings: Settings) -> list[ModelPlan]:
+    """Read and check every model's config, backend file and preprocessing spec (cheap; fails
+    fast with ``UserError``)."""
+    plans = []
+    for name in settings.model_names:
+        path = entry_dir(settings.repository, name)
+        config = load_config(path)
+        backend = resolve_backend(path, config, settings.backend)
+        try:
+            build_transform(config.preprocessing)
+        except ValueError as error:
+            raise UserError(f"model {name!r}: bad preprocessing in config.json: {error}"
+                            ) from None
+        plans.append(ModelPlan(name, path, config, backend, config.preprocessing))
+    return plans
+
+
+def _make_generator(seed: int | None) -> torch.Generator:
+    return torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
+
+
+class ServedModel:
+    """Created at startup from its plan; ``load`` (background thread) makes it ready."""
+
+    def __init__(self, plan: ModelPlan, settings: Settings, metrics: Metrics) -> None:
+        self.name = plan.name
+        self.plan = plan
+        self.config = plan.config
+        self.settings = settings
+        c, h, w = plan.config.input_shape
+        self.signature = Signature(c, h, w, settings.max_batch_size)
+        self.device = torch.device(settings.resolved_device)
+        self.metrics: ModelMetrics = metrics.for_model(plan.name)
+        self.backend: Backend | None = None
+        self.transform: nn.Module | None = None
+        self.batcher: DynamicBatcher | None = None
+        self._generator = _make_generator(settings.seed)
+        self._ready = threading.Event()
+        self.error: str | None = None
+
+    # ---- state -----------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def load(self, stop: threading.Event) -> None:
+        """Load the backend, warm up, start the worker; then ready (worker thread of the
+        manager)."""
+        self.transform = build_transform(self.plan.preprocessing)
+        if self.transform is not None:
+            self.transform = self.transform.to(self.device).eval()
+        self.backend = load_backend(self.plan.path, self.config, self.plan.backend, self.device,
+                                    self.settings.workers_threads)
+        if self.settings.warmup_delay_s:
+            stop.wait(self.settings.warmup_delay_s)  # testing hook: slow warm-up
+        if stop.is_set():
+            return
+        self._warm_up()
+        self.batcher = DynamicBatcher(
+            self.name, self.execute, max_batch_size=self.settings.max_batch_size,
+            max_queue_delay_s=self.settings.max_queue_delay_ms / 1000.0,
+            max_queue_size=self.settings.max_queue_size, metrics=self.metrics,
+            batch_sleep_s=self.settings.batch_sleep_ms / 1000.0)
+        self.batcher.start()
+        self._ready.set()
+        self.metrics.ready.set(1)
+        log.info("model %s ready (backend %s, providers %s, preprocessing %s)", self.name,
+                 self.plan.backend, ",".join(self.backend.providers), self.plan.preprocessing)
+
+    def _warm_up(self) -> None:
+        """Run the whole pipeline at batch 1 and at the max batch size on zeros, with a
+        throwaway generator (the serving stream is untouched)."""
+        c, h, w = self.config.input_shape
+        generator = torch.Generator().manual_seed(0)
+        sizes = sorted({1, self.settings.max_batch_size})
+        for size in sizes:
+            labels = self._pipeline([torch.zeros(size, c, h, w)], generator)
+            if labels.shape != (size,):
+                raise UserError(f"model {self.name!r}: warm-up gave labels of shape "
+                                f"{labels.shape}, expected ({size},)")
+
+    def stop(self) -> None:
+        self._ready.clear()
+        self.metrics.ready.set(0)
+        if self.batcher is not None:
+            self.batcher.stop()
+
+    # ---- inference -------------------------------------------------------------------------
+
+    async def infer(self, images: torch.Tensor) -> np.ndarray:
+        """Labels (int64 [n]) for float images [n, C, H, W]; raises 503 when not ready/full."""
+        if not self._ready.is_set() or self.batcher is None:
+            raise UnavailableError(f"model {self.name!r} is not ready")
+        return await self.batcher.submit(images)
+
+    def execute(self, parts: Sequence[torch.Tensor]) -> np.ndarray:
+        """One batch with the serving generator (called by the batcher's worker only)."""
+        return self._pipeline(parts, self._generator, self.metrics)
+
+    def _pipeline(self, parts: Sequence[torch.Tensor], generator: torch.Generator,
+                  metrics: ModelMetrics | None = None) -> np.ndarray:
+        assert self.backend is not None
+        start = time.perf_counter()
+        images = parts[0] if len(parts) == 1 else torch.cat(list(parts))
+        images = images.to(self.device, non_blocking=True)
+        if self.transform is not None:
+            with torch.inference_mode():
+                images = self.transform(images, generator=generator)
+        prepared = time.perf_counter()
+        labels = self.backend.labels(images)
+        if metrics is not None:
+            done = time.perf_counter()
+            metrics.preprocess_seconds.observe(prepared - start)
+            metrics.compute_seconds.observe(done - prepared)
+        return labels
+
+    # ---- metadata --------------------------------------------------------------------------
+
+    def metadata(self) -> ModelMetadata:
+        backend = self.backend
+        return ModelMetadata(
+            name=self.name,
+            versions=["1"],
+            platform=backend.platform if backend else
+            ("onnxruntime_onnx" if self.plan.backend == "onnx" else "pytorch_eager"),
+            inputs=self.signature.inputs(),
+            outputs=self.signature.outputs(),
+            parameters=ModelParameters(
+                backend=self.plan.backend,
+                device=str(self.device),
+                providers=list(backend.providers) if backend else [],
+                preprocessing=self.plan.preprocessing,
+                max_batch_size=self.settings.max_batch_size,
+                class_names=list(self.config.labels),
+            ),
+        )

@@ -1,0 +1,1 @@
+"""The Open Inference Protocol subset: wire schemas and the request/response codec."""

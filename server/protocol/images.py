@@ -1,0 +1,47 @@
+"""PNG/JPEG files -> UINT8 [H, W, C] arrays for the upload route. The server never resizes: an
+image whose size differs from the model's input is refused (400) with the expected size."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from server.core.errors import BadRequestError
+from server.protocol.codec import Signature
+
+FORMATS = ("PNG", "JPEG")
+_MODES = {1: "L", 3: "RGB"}
+
+
+def decode_image(data: bytes, signature: Signature, index: int = 0) -> np.ndarray:
+    """One PNG or JPEG file -> uint8 [H, W, C] in the model's channels (grey or RGB)."""
+    mode = _MODES.get(signature.channels)
+    if mode is None:
+        raise BadRequestError(f"this model takes {signature.channels}-channel images: send them as "
+                              "UINT8 tensors to /v2/models/{name}/infer")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+                if image.size != (signature.width, signature.height):
+                    width, height = image.size
+                    raise BadRequestError(
+                        f"file {index}: image is {width}x{height}; this model takes "
+                        f"{signature.width}x{signature.height} (the server does not resize)")
+                array = np.asarray(image.convert(mode), dtype=np.uint8)
+    except BadRequestError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
+            Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadRequestError(f"file {index}: not a decodable PNG or JPEG image") from None
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return array
+
+
+def decode_images(files: list[bytes], signature: Signature) -> np.ndarray:
+    """Several files -> uint8 [N, H, W, C]."""
+    return np.stack([decode_image(data, signature, i) for i, data in enumerate(files)])

@@ -1,0 +1,73 @@
+"""``POST /v1/models/{name}/classify``: PNG/JPEG uploads for curl users.
+
+    curl -F files=@shirt.png -F files=@boot.jpg http://127.0.0.1:8000/v1/models/target/classify
+    {"model_name":"target","labels":[6,9],"names":["Shirt","Ankle boot"]}
+
+Images are converted to the model's channels (grey or RGB) and must already have the model's
+size: the server never resizes (400 with the expected size). At most ``max_batch_size`` files.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from server.core.errors import (
+    ApiError,
+    BadRequestError,
+    UnavailableError,
+    UnsupportedMediaTypeError,
+)
+from server.deps import ModelDep
+from server.protocol.codec import media_type, uint8_nhwc_to_float
+from server.protocol.images import decode_images
+from server.protocol.schemas import ClassifyResponse, ErrorResponse
+
+router = APIRouter(prefix="/v1/models", tags=["classify"])
+
+FIELDS = ("files", "file")
+
+
+@router.post("/{name}/classify", response_model=ClassifyResponse,
+             responses={code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 503)})
+async def classify(model: ModelDep, request: Request) -> ClassifyResponse:
+    model.metrics.requests.inc()
+    start = time.perf_counter()
+    try:
+        if media_type(request.headers.get("content-type")) != "multipart/form-data":
+            raise UnsupportedMediaTypeError("send images as multipart/form-data file fields named "
+                                            "'files' (curl -F files=@image.png)")
+        if not model.ready:
+            raise UnavailableError(f"model {model.name!r} is not ready")
+        limit = model.signature.max_batch_size
+        async with request.form(max_files=limit, max_fields=limit) as form:
+            uploads = []
+            for key, value in form.multi_items():
+                if key not in FIELDS:
+                    raise BadRequestError(f"unknown form field {key[:64]!r}: send images as "
+                                          "'files'")
+                if not isinstance(value, UploadFile):
+                    raise BadRequestError(f"form field {key!r} must be a file upload")
+                uploads.append(value)
+            if not uploads:
+                raise BadRequestError("no image files: send them as 'files' fields")
+            data = [await upload.read() for upload in uploads]
+        arrays = await run_in_threadpool(decode_images, data, model.signature)
+        labels = await model.infer(uint8_nhwc_to_float(arrays))
+    except ApiError as error:
+        model.metrics.failure(error.reason)
+        raise
+    except HTTPException:  # malformed multipart, too many files (Starlette's 400)
+        model.metrics.failure("bad_request")
+        raise
+    except Exception:
+        model.metrics.failure("internal")
+        raise
+    model.metrics.request_seconds.observe(time.perf_counter() - start)
+    names = model.config.labels
+    return ClassifyResponse(model_name=model.name, labels=labels.tolist(),
+                            names=[names[i] if i < len(names) else str(i) for i in labels])

@@ -1,0 +1,70 @@
+"""``POST /v2/models/{name}/infer`` (also under ``/versions/1``): JSON and binary tensors in,
+INT64 labels out (JSON ``data`` or binary when asked). See ``server.protocol.codec``."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from server.core.errors import ApiError, UnavailableError
+from server.deps import ModelDep, VersionedModelDep
+from server.pipeline.served_model import ServedModel
+from server.protocol.codec import (
+    HEADER_LENGTH,
+    check_infer_content_type,
+    decode_infer_request,
+    encode_infer_response,
+)
+from server.protocol.schemas import ErrorResponse, InferenceResponse
+
+router = APIRouter(prefix="/v2/models", tags=["infer"])
+
+#: Bodies above this are decoded in a worker thread so the event loop keeps serving.
+_OFFLOAD_BYTES = 256 * 1024
+
+_RESPONSES: dict[int | str, dict] = {
+    200: {"content": {"application/octet-stream": {}},
+          "description": "labels as JSON, or binary after the JSON header when asked"},
+    **{code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 503)},
+}
+
+
+async def run_infer(model: ServedModel, request: Request) -> Response:
+    model.metrics.requests.inc()
+    start = time.perf_counter()
+    try:
+        headers = request.headers
+        check_infer_content_type(headers.get("content-type"), headers.get("content-encoding"))
+        if not model.ready:
+            raise UnavailableError(f"model {model.name!r} is not ready")
+        body = await request.body()
+        header_length = headers.get(HEADER_LENGTH)
+        if len(body) > _OFFLOAD_BYTES:
+            decoded = await run_in_threadpool(decode_infer_request, body, header_length,
+                                              model.signature, model.name)
+        else:
+            decoded = decode_infer_request(body, header_length, model.signature, model.name)
+        labels = await model.infer(decoded.images)
+        content, extra, media_type = encode_infer_response(model.name, decoded.request_id,
+                                                           labels, decoded.binary_output)
+    except ApiError as error:
+        model.metrics.failure(error.reason)
+        raise
+    except Exception:
+        model.metrics.failure("internal")
+        raise
+    model.metrics.request_seconds.observe(time.perf_counter() - start)
+    return Response(content, media_type=media_type, headers=extra)
+
+
+@router.post("/{name}/infer", response_model=InferenceResponse, responses=_RESPONSES)
+async def infer(model: ModelDep, request: Request) -> Response:
+    return await run_infer(model, request)
+
+
+@router.post("/{name}/versions/{version}/infer", response_model=InferenceResponse,
+             responses=_RESPONSES)
+async def infer_version(model: VersionedModelDep, request: Request) -> Response:
+    return await run_infer(model, request)
