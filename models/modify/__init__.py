@@ -1,0 +1,40 @@
+"""Baseline pirate modifications (ALGORITHMS.md "Baseline pirates"), each a function on a model
+and a function writing a new repository entry with lineage:
+
+* ``quantize_entry`` (``int8``): static post-training int8 quantisation with ONNX Runtime;
+* ``prune_entry`` (``prune``): global L1 magnitude pruning at rate r, made permanent;
+* ``ftal_entry`` (``ftal``): fine-tuning of all layers on a seeded data fraction; ``finetune``
+  is the reusable loop (a CSRP-adapting pirate passes its transform).
+
+Entry functions take ``(parent, out, ...)`` paths plus in-memory data, refuse ``out == parent``
+and return the written ``ModelConfig``; metrics always include the parent's accuracy and the
+label agreement with it on the same test samples.
+"""
+
+from models.modify.base import Evaluation, evaluate, resolve_parent
+from models.modify.finetune import DEFAULT_LR, check_ftal, finetune, ftal_entry
+from models.modify.prune import check_rate, prune_entry, prune_model, sparsity
+from models.modify.quantize import (
+    DEFAULT_CALIBRATION,
+    int8_op_counts,
+    quantize_entry,
+    quantize_onnx,
+)
+
+__all__ = [
+    "DEFAULT_CALIBRATION",
+    "DEFAULT_LR",
+    "Evaluation",
+    "check_ftal",
+    "check_rate",
+    "evaluate",
+    "finetune",
+    "ftal_entry",
+    "int8_op_counts",
+    "prune_entry",
+    "prune_model",
+    "quantize_entry",
+    "quantize_onnx",
+    "resolve_parent",
+    "sparsity",
+]
