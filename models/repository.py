@@ -26,6 +26,7 @@ from models.architectures import Classifier, Normalize, create_model
 from models.atomic import atomic_dir, write_json
 from models.errors import UserError
 from models.provenance import code_version, utc_now
+from models.transforms import build_transform
 
 MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE = "config.json", "model.safetensors", "model.onnx"
@@ -73,6 +74,12 @@ class ModelConfig(BaseModel):
     def _name(cls, value: str) -> str:
         if not MODEL_NAME_RE.match(value):
             raise ValueError(f"invalid model name {value!r}")
+        return value
+
+    @field_validator("preprocessing")
+    @classmethod
+    def _preprocessing(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        build_transform(value)  # raises ValueError naming the bad key and its range
         return value
 
     @field_validator("input_shape")
