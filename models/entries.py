@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,8 @@ from torch import nn
 from models.datasets import DatasetInfo, ImageData
 from models.errors import UserError
 from models.onnx_export import check_parity, export_onnx
-from models.repository import Lineage, ModelConfig, save_entry
-from models.training import accuracy
+from models.repository import Lineage, ModelConfig, build_classifier, save_entry
+from models.training import TrainSettings, accuracy, fit, seed_everything
 
 
 def new_config(name: str, arch: str, info: DatasetInfo, lineage: Lineage,
@@ -57,3 +58,23 @@ def count_parameters(model: nn.Module) -> int:
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
+
+
+def train_to_entry(out: Path, arch: str, info: DatasetInfo, train: ImageData, test: ImageData,
+                   settings: TrainSettings, extra_parameters: dict[str, Any] | None = None,
+                   show_progress: bool = True) -> ModelConfig:
+    """Train ``arch`` from scratch with ``settings`` and write the entry (lineage ``train``)."""
+    lineage = Lineage(modification="train", seed=settings.seed, parameters={
+        "epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
+        "optimizer": "sgd-nesterov-0.9-wd5e-4-onecycle",
+        "augment": "random-crop+hflip" if settings.augment else "none",
+        **(extra_parameters or {})})
+    config = new_config(out.name, arch, info, lineage)
+    seed_everything(settings.seed)
+    model = build_classifier(config).train()
+    started = time.perf_counter()
+    fit(model, train, settings, description=f"train {out.name}", show_progress=show_progress)
+    seconds = time.perf_counter() - started
+    return finalize_entry(out, model, config, test, extra_metrics={
+        "train_seconds": round(seconds, 1),
+        "train_images_per_second": round(settings.epochs * len(train) / seconds, 1)})

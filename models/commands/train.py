@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 from models.architectures import list_models
 from models.commands.common import out_entry, positive_int, print_json
 from models.datasets import dataset_info, list_datasets, load_dataset
-from models.entries import finalize_entry, new_config
-from models.repository import Lineage, build_classifier
-from models.training import TrainSettings, fit, seed_everything
+from models.entries import train_to_entry
+from models.training import TrainSettings
 
 EXAMPLES = """examples:
   python -m models train --arch resnet20 --dataset fashion-mnist --epochs 2 \\
@@ -42,18 +40,7 @@ def run(args: argparse.Namespace) -> int:
     test = load_dataset(args.dataset, "test", args.data_root)
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              seed=args.seed)
-    lineage = Lineage(modification="train", seed=args.seed, parameters={
-        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-        "train_fraction": args.train_fraction, "optimizer": "sgd-nesterov-0.9-wd5e-4-onecycle",
-        "augment": "random-crop+hflip"})
-    config = new_config(args.out.name, args.arch, info, lineage)
-    seed_everything(args.seed)
-    model = build_classifier(config).train()
-    started = time.perf_counter()
-    fit(model, train, settings, description=f"train {args.out.name}")
-    seconds = time.perf_counter() - started
-    config = finalize_entry(args.out, model, config, test, extra_metrics={
-        "train_seconds": round(seconds, 1),
-        "train_images_per_second": round(args.epochs * len(train) / seconds, 1)})
+    config = train_to_entry(args.out, args.arch, info, train, test, settings,
+                            extra_parameters={"train_fraction": args.train_fraction})
     print_json({"out": str(args.out), **config.metrics})
     return 0
