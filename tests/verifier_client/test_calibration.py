@@ -1,0 +1,259 @@
+"""Calibration statistics on hand-made numbers, the file format, and in-process measuring."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.errors import UserError
+from verifier_client.calibration import (
+    CALIBRATION_FORMAT,
+    IndependentSource,
+    NullFit,
+    calibrate,
+    calibration_entry,
+    empirical_p_value,
+    fit_null,
+    load_calibration,
+    load_fingerprint_files,
+    p_value,
+    summarize_rates,
+    thresholds_for,
+    write_calibration,
+)
+from verifier_client.fingerprint_set import FingerprintSet
+from verifier_client.verification import calibration_for_sets, summarize_method
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+
+
+def beta_sf_by_hand(a: int, b: int, x: float) -> float:
+    """P(Beta(a, b) > x) = P(Binomial(a + b - 1, x) <= a - 1) for integer a, b."""
+    return binomial_cdf(a - 1, a + b - 1, x)
+
+
+# ---------------------------------------------------------------------------- pure statistics
+
+
+def test_summary_uses_sample_std() -> None:
+    assert summarize_rates([0.1, 0.2, 0.3]) == pytest.approx(
+        {"min": 0.1, "max": 0.3, "mean": 0.2, "std": 0.1})
+    assert summarize_rates([0.4])["std"] == 0.0
+
+
+def test_beta_method_of_moments_by_hand() -> None:
+    # mean 0.2, sample variance 0.01: k = 0.2 * 0.8 / 0.01 - 1 = 15, a = 3, b = 12
+    fit = fit_null([0.1, 0.2, 0.3])
+    assert fit.family == "beta" and fit.note is None
+    assert fit.params == pytest.approx({"a": 3.0, "b": 12.0})
+    assert p_value(fit, 0.5) == pytest.approx(106 / 16384)  # (1 + 14 + 91) / 2**14
+    assert p_value(fit, 0.25) == pytest.approx(beta_sf_by_hand(3, 12, 0.25))
+
+
+def test_fitted_threshold_is_the_one_minus_alpha_quantile() -> None:
+    rates = [0.1, 0.2, 0.3]
+    fit = fit_null(rates)
+    thresholds, threshold, how = thresholds_for(rates, fit, alpha=0.01)
+    q = thresholds["fitted_quantile"]
+    assert beta_sf_by_hand(3, 12, q) == pytest.approx(0.01, abs=1e-9)
+    assert thresholds["independent_max"] == 0.3
+    assert 0.3 < q < 0.5
+    assert (threshold, how) == (q, "beta-quantile(1-alpha=0.99)")  # conservative: the larger
+    assert thresholds_for(rates, fit, 0.01, "max")[1:] == (0.3, "independent-max")
+    assert thresholds_for(rates, fit, 0.01, "fit")[1] == q
+    # a looser alpha gives a lower threshold
+    assert thresholds_for(rates, fit, 0.2)[0]["fitted_quantile"] < q
+
+
+def test_conservative_keeps_the_max_when_it_is_larger() -> None:
+    # tightly clustered rates with one outlier: the outlier max can exceed a lenient quantile
+    rates = [0.5, 0.5, 0.51, 0.49, 0.9]
+    fit = fit_null(rates)
+    _, threshold, how = thresholds_for(rates, fit, alpha=0.4)
+    assert (threshold, how) == (0.9, "independent-max")
+
+
+def test_all_zero_rates_fall_back_to_a_normal_with_a_floor() -> None:
+    fit = fit_null([0.0, 0.0, 0.0], n_fingerprints=100)
+    assert fit.family == "normal" and fit.params == {"mu": 0.0, "sigma": 0.01}
+    assert "all zero" in fit.note and "floor 0.01" in fit.note
+    thresholds, threshold, how = thresholds_for([0.0, 0.0, 0.0], fit, alpha=0.01)
+    assert threshold == pytest.approx(2.3263478740 * 0.01)
+    assert how == "normal-quantile(1-alpha=0.99)"
+    assert thresholds["independent_max"] == 0.0
+    assert p_value(fit, 0.05) < 1e-6
+
+
+def test_all_one_rates_make_stolen_impossible() -> None:
+    rates = [1.0, 1.0]
+    fit = fit_null(rates, n_fingerprints=50)
+    assert fit.family == "normal" and "all one" in fit.note
+    assert fit.params["sigma"] == pytest.approx(0.02)
+    _, threshold, _ = thresholds_for(rates, fit)
+    assert threshold == 1.0  # clipped: no rate can be above it, the set cannot tell
+    assert p_value(fit, 1.0) == pytest.approx(0.5)
+
+
+def test_zero_variance_inside_the_interval_and_single_rate() -> None:
+    fit = fit_null([0.3, 0.3, 0.3])
+    assert fit.family == "normal" and fit.params == {"mu": 0.3, "sigma": 0.01}
+    assert "equal (0.3)" in fit.note
+    single = fit_null([0.42], n_fingerprints=20)
+    assert single.family == "normal" and single.params == {"mu": 0.42, "sigma": 0.05}
+    assert "fewer than two" in single.note
+
+
+def test_over_dispersed_rates_fall_back_to_normal() -> None:
+    fit = fit_null([0.0, 1.0])  # variance 0.5 > mean (1 - mean) = 0.25: no Beta fits
+    assert fit.family == "normal" and "more spread" in fit.note
+    assert fit.params["sigma"] == pytest.approx(math.sqrt(0.5))
+
+
+def test_rates_at_the_boundary_still_fit_a_beta() -> None:
+    fit = fit_null([0.0, 0.1, 0.2])  # zeros break the Beta likelihood, not its moments
+    assert fit.family == "beta"
+    assert fit.params == pytest.approx({"a": 0.1 * 8, "b": 0.9 * 8})
+
+
+def test_empirical_p_value() -> None:
+    assert empirical_p_value([0.1, 0.2, 0.3], 0.25) == pytest.approx(2 / 4)
+    assert empirical_p_value([0.1, 0.2, 0.3], 0.9) == pytest.approx(1 / 4)
+    assert empirical_p_value([0.1, 0.2, 0.3], 0.1) == pytest.approx(1.0)
+
+
+def test_bad_numbers_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        fit_null([])
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        fit_null([0.2, 1.5])
+    with pytest.raises(ValueError, match="alpha"):
+        thresholds_for([0.1, 0.2], fit_null([0.1, 0.2]), alpha=1.0)
+    with pytest.raises(ValueError, match="rule"):
+        thresholds_for([0.1, 0.2], fit_null([0.1, 0.2]), rule="median")  # type: ignore[arg-type]
+
+
+def test_fit_round_trips_through_json() -> None:
+    fit = fit_null([0.1, 0.2, 0.3])
+    again = NullFit.from_dict(json.loads(json.dumps(fit.to_dict())))
+    assert again == fit
+    assert p_value(fit.to_dict(), 0.4) == pytest.approx(p_value(fit, 0.4))
+    with pytest.raises(UserError, match="malformed"):
+        NullFit.from_dict({"family": "beta", "params": {"a": 1.0}})
+
+
+def test_entry_and_verdict_from_hand_made_rates() -> None:
+    entry = calibration_entry("ipguard", [0.03, 0.08, 0.14], ["i1", "i2", "i3"],
+                              n_fingerprints=100, alpha=0.01)
+    assert entry["min"] == 0.03 and entry["max"] == 0.14
+    assert entry["fit"]["family"] == "beta" and entry["alpha"] == 0.01
+    assert entry["threshold"] >= 0.14
+    entry.update(set_sha256="abc", n=100)
+
+    class FakeSet:
+        method, n, path, sha256 = "ipguard", 100, Path("ipguard.safetensors"), "abc"
+
+    stolen = summarize_method(FakeSet(), entry, [0.97, 1.0, 0.99], [])  # type: ignore[arg-type]
+    assert stolen["verdict"] == "stolen" and stolen["repeats"] == 3
+    assert stolen["mr_mean"] == pytest.approx(0.9866667) and stolen["p_value"] < 1e-6
+    assert stolen["p_value_empirical"] == pytest.approx(0.25)
+    below = summarize_method(FakeSet(), entry, [0.05, 0.09], ["HTTP 503"])  # type: ignore[arg-type]
+    assert below["verdict"] == "not_proven" and below["repeats_failed"] == 1
+    assert below["p_value"] > 0.05
+    # the paper's rule from the same calibration: 0.14 < 0.2, so "stolen" under "max"
+    mid = summarize_method(FakeSet(), entry, [0.2], [], rule="max")  # type: ignore[arg-type]
+    assert mid["threshold"] == 0.14 and mid["verdict"] == "stolen"
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def make_set(path: Path, images: torch.Tensor, labels: torch.Tensor, method: str,
+             target: str = "target") -> Path:
+    """A fingerprint set file from uint8-grid images (what the fingerprint module writes)."""
+    metadata = {"method": method, "parameters": {}, "target": {"name": target}, "seed": 0,
+                "code_version": "test", "candidates_tried": len(labels), "created": "now"}
+    fset = FingerprintSet(images.to(torch.float32), labels.to(torch.int64), metadata)
+    # A safetensors header of 0x?80 bytes makes the file start with 0x80, which today's
+    # fingerprint_set refuses as a pickle; pad the metadata until it does not.
+    while fset.to_bytes()[:1] == b"\x80":
+        fset.metadata["padding"] = fset.metadata.get("padding", "") + "-" * 8
+    fset.save(path)
+    return path
+
+
+def test_calibrate_in_process_writes_every_field(tiny_repo: Path, fmnist_test,
+                                                 tmp_path: Path) -> None:
+    from models.runtime import load_predictor
+
+    images = fmnist_test.floats(slice(0, 40))
+    labels = load_predictor(tiny_repo / "target").predict(images)
+    make_set(tmp_path / "sets" / "a.safetensors", images[:20], labels[:20], "clean-a")
+    make_set(tmp_path / "sets" / "b.safetensors", images[20:], labels[20:], "clean-b")
+    sets = load_fingerprint_files([tmp_path / "sets"])
+    assert [s.method for s in sets] == ["clean-a", "clean-b"]
+    sources = [IndependentSource(n, path=tiny_repo / n) for n in ("indep-1", "indep-2")]
+    document = calibrate(sets, sources, alpha=0.05)
+    out = write_calibration(tmp_path / "calibration.json", document)
+    loaded = load_calibration(out)
+    assert loaded["format"] == CALIBRATION_FORMAT
+    entry = loaded["methods"]["clean-a"]
+    for key in ("set_file", "set_sha256", "independent_names", "independent_rates", "min", "max",
+                "mean", "std", "fit", "threshold", "threshold_method", "alpha", "code_version",
+                "created"):
+        assert key in entry, key
+    assert entry["independent_names"] == ["indep-1", "indep-2"]
+    for name, rate in zip(entry["independent_names"], entry["independent_rates"], strict=True):
+        predicted = load_predictor(tiny_repo / name).predict(images[:20])
+        assert rate == pytest.approx(float((predicted == labels[:20]).float().mean()))
+    assert entry["set_sha256"] == sets[0].sha256 and entry["alpha"] == 0.05
+    assert calibration_for_sets(sets, loaded)["clean-b"] is loaded["methods"]["clean-b"]
+
+
+def test_calibration_for_other_sets_is_refused(tmp_path: Path) -> None:
+    images = torch.zeros(4, 1, 28, 28)
+    make_set(tmp_path / "x.safetensors", images, torch.arange(4), "ipguard")
+    sets = load_fingerprint_files([tmp_path / "x.safetensors"])
+    calibration = {"methods": {"ipguard": {"set_sha256": "0" * 64}}}
+    with pytest.raises(UserError, match="made for another 'ipguard' set"):
+        calibration_for_sets(sets, calibration)
+    with pytest.raises(UserError, match="no calibration for method 'ipguard'"):
+        calibration_for_sets(sets, {"methods": {"cae": {}}})
+
+
+def test_bad_calibration_and_set_files(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not found"):
+        load_calibration(tmp_path / "missing.json")
+    (tmp_path / "other.json").write_text('{"methods": {}}')
+    with pytest.raises(UserError, match="not a calibration file"):
+        load_calibration(tmp_path / "other.json")
+    with pytest.raises(UserError, match="no such fingerprint set"):
+        load_fingerprint_files([tmp_path / "nope.safetensors"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"no \*\.safetensors"):
+        load_fingerprint_files([tmp_path / "empty"])
+
+
+def test_calibrate_cli_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from verifier_client.cli import main
+
+    make_set(tmp_path / "s.safetensors", torch.zeros(2, 1, 28, 28), torch.arange(2), "m")
+    code = main(["calibrate", "--fingerprints", str(tmp_path / "s.safetensors"),
+                 "--out", str(tmp_path / "c.json")])
+    assert code == 2 and not (tmp_path / "c.json").exists()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: give independent models") and "\n" not in err
+
+
+def test_uint8_view_is_exact() -> None:
+    grid = torch.arange(256, dtype=torch.float32).div(255).reshape(1, 1, 16, 16)
+    from verifier_client.calibration import FingerprintFile
+
+    fset = FingerprintFile(Path("x"), "", "m", grid.numpy(), np.zeros(1, np.int64))
+    assert fset.uint8_images.ravel().tolist() == list(range(256))

@@ -1,0 +1,208 @@
+"""``verify`` end to end against the real server (``python -m server`` on 127.0.0.1).
+
+Fingerprint sets here are clean test images labelled by the tiny target (on the 8-bit grid), so
+they are quick to make; the pipeline does not care how a set was generated.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from models.errors import UserError
+from verifier_client.calibration import (
+    IndependentSource,
+    calibrate,
+    load_calibration,
+    load_fingerprint_files,
+    write_calibration,
+)
+from verifier_client.cli import main
+from verifier_client.oip_client import RetryPolicy
+from verifier_client.verification import verify
+
+from .test_calibration import make_set
+from .test_oip_client import ServerProcess, free_port
+
+REPORT_FIELDS = ("method", "n", "repeats", "repeats_failed", "mr_mean", "mr_std", "mr_min",
+                 "mr_max", "independent_min", "independent_max", "threshold", "threshold_method",
+                 "verdict", "p_value")
+
+
+@pytest.fixture(scope="module")
+def served_repo(tiny_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``plain-copy`` (the target, stolen as is) and ``indep-2`` (an independent model)."""
+    repo = tmp_path_factory.mktemp("served")
+    shutil.copytree(tiny_repo / "target", repo / "plain-copy")
+    shutil.copytree(tiny_repo / "indep-2", repo / "indep-2")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def owner(tiny_repo: Path, fmnist_test: Any, tmp_path_factory: pytest.TempPathFactory
+          ) -> dict[str, Path]:
+    """Two 50-sample sets labelled by the target, calibrated on indep-1 and indep-2."""
+    from models.runtime import load_predictor
+
+    folder = tmp_path_factory.mktemp("owner")
+    images = fmnist_test.floats(slice(200, 300))
+    labels = load_predictor(tiny_repo / "target").predict(images)
+    make_set(folder / "sets" / "ipguard.safetensors", images[:50], labels[:50], "ipguard")
+    make_set(folder / "sets" / "cae.safetensors", images[50:], labels[50:], "cae")
+    sets = load_fingerprint_files([folder / "sets"])
+    sources = [IndependentSource(n, path=tiny_repo / n) for n in ("indep-1", "indep-2")]
+    write_calibration(folder / "calibration.json", calibrate(sets, sources))
+    return {"sets": folder / "sets", "calibration": folder / "calibration.json",
+            "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def server(served_repo: Path) -> Any:
+    running = ServerProcess(served_repo, None, "--seed", "0").start()
+    yield running
+    running.stop()
+
+
+def run_verify(url: str, model: str, owner: dict[str, Path], **kwargs: Any) -> dict[str, Any]:
+    return verify(url, model, load_fingerprint_files([owner["sets"]]),
+                  load_calibration(owner["calibration"]), **kwargs)
+
+
+def test_plain_copy_is_stolen_for_every_method(server: ServerProcess,
+                                               owner: dict[str, Path]) -> None:
+    report = run_verify(server.url, "plain-copy", owner, repeats=4, batch_size=20)
+    assert [row["method"] for row in report["methods"]] == ["cae", "ipguard"]
+    for row in report["methods"]:
+        assert row["verdict"] == "stolen"
+        assert row["mr_mean"] == 1.0 and row["repeats"] == 4 and row["repeats_failed"] == 0
+        assert row["p_value"] < 1e-3
+    assert report["protocol"] == "binary" and report["queries"] == 2 * 4 * 50
+
+
+def test_independent_model_is_not_proven(server: ServerProcess,
+                                         owner: dict[str, Path]) -> None:
+    report = run_verify(server.url, "indep-2", owner, repeats=3)
+    for row in report["methods"]:
+        assert row["verdict"] == "not_proven"
+        assert row["mr_mean"] <= row["independent_max"] <= row["threshold"]
+
+
+def test_cli_writes_the_design_fields(server: ServerProcess, owner: dict[str, Path],
+                                      tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "report.json"
+    code = main(["verify", "--url", server.url, "--model", "plain-copy", "--fingerprints",
+                 str(owner["sets"]), "--calibration", str(owner["calibration"]), "--repeats",
+                 "2", "--protocol", "json", "--json", str(out), "--no-progress"])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert {"url", "model", "time", "code_version", "client_seconds"} <= set(report)
+    assert report["protocol"] == "json"
+    for row in report["methods"]:
+        assert set(REPORT_FIELDS) <= set(row)
+    printed = capsys.readouterr().out
+    assert "stolen" in printed and "plain-copy" in printed
+
+
+def cli_error(args: list[str], capsys: pytest.CaptureFixture) -> str:
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def test_bad_input_is_one_line_and_no_json(server: ServerProcess, owner: dict[str, Path],
+                                           tmp_path: Path, capsys: pytest.CaptureFixture,
+                                           tiny_repo: Path) -> None:
+    out = tmp_path / "report.json"
+    base = ["verify", "--fingerprints", str(owner["sets"]), "--calibration",
+            str(owner["calibration"]), "--repeats", "2", "--json", str(out), "--no-progress",
+            "--retries", "1", "--backoff", "0.01"]
+    assert "model 'nope' not found" in cli_error(
+        [*base, "--url", server.url, "--model", "nope"], capsys)
+    assert "cannot reach an inference server" in cli_error(
+        [*base, "--url", f"http://127.0.0.1:{free_port()}", "--model", "plain-copy"], capsys)
+
+    # the calibration was made for other sets: same method, other bytes
+    other = tmp_path / "other"
+    make_set(other / "ipguard.safetensors", torch.zeros(3, 1, 28, 28), torch.zeros(3).long(),
+             "ipguard", target="the-target")
+    err = cli_error(["verify", "--url", server.url, "--model", "plain-copy", "--fingerprints",
+                     str(other), "--calibration", str(owner["calibration"]), "--json", str(out)],
+                    capsys)
+    assert "made for another 'ipguard' set" in err
+
+    # a set whose images do not fit the model (3x32x32 vs 1x28x28), calibrated by hand
+    wide = make_set(tmp_path / "wide" / "rce.safetensors", torch.zeros(2, 3, 32, 32),
+                    torch.zeros(2).long(), "rce", target="the-target")
+    sha = load_fingerprint_files([wide])[0].sha256
+    calibration = load_calibration(owner["calibration"])
+    calibration["methods"] = {"rce": {**calibration["methods"]["cae"], "set_sha256": sha}}
+    (tmp_path / "wide.json").write_text(json.dumps(calibration))
+    err = cli_error(["verify", "--url", server.url, "--model", "plain-copy", "--fingerprints",
+                     str(wide), "--calibration", str(tmp_path / "wide.json"), "--json",
+                     str(out)], capsys)
+    assert "does not fit images of C x H x W = 3x32x32" in err
+    assert not out.exists()
+
+    with pytest.raises(UserError, match="repeats must be >= 1"):
+        run_verify(server.url, "plain-copy", owner, repeats=0)
+
+
+def test_server_killed_and_restarted_mid_run(served_repo: Path,
+                                             owner: dict[str, Path]) -> None:
+    """Every repeat is accounted for: completed + failed == requested; none is a mismatch."""
+    port = free_port()
+    first = ServerProcess(served_repo, port, "--models", "plain-copy", "--seed", "0").start()
+    second = ServerProcess(served_repo, port, "--models", "plain-copy", "--seed", "0")
+    finished = {"n": 0}
+    restart: list[threading.Thread] = []
+
+    def on_repeat() -> None:
+        finished["n"] += 1
+        if finished["n"] == 6:  # mid-run: kill -9, then bring it back on the same port
+            first.kill()
+            thread = threading.Thread(target=second.start, daemon=True)
+            thread.start()
+            restart.append(thread)
+
+    repeats = 30
+    try:
+        report = run_verify(first.url, "plain-copy", owner, repeats=repeats, batch_size=25,
+                            concurrency=2, on_repeat=on_repeat,
+                            retry=RetryPolicy(attempts=4, backoff_s=0.05, max_backoff_s=0.2))
+        for thread in restart:
+            thread.join(timeout=180)
+    finally:
+        first.stop()
+        second.stop()
+    assert restart, "the run ended before the server was killed"
+    failed = 0
+    for row in report["methods"]:
+        assert row["repeats"] + row["repeats_failed"] == repeats
+        assert row["repeats"] >= 1
+        assert row["mr_mean"] == 1.0  # failed queries are left out, never scored as mismatches
+        failed += row["repeats_failed"]
+    assert failed >= 1
+    assert report["retries"] >= 1
+
+
+def test_remote_calibration_matches_in_process(server: ServerProcess, owner: dict[str, Path],
+                                               tmp_path: Path) -> None:
+    out = tmp_path / "remote.json"
+    assert main(["calibrate", "--fingerprints", str(owner["sets"]), "--url", server.url,
+                 "--model", "indep-2", "--repeats", "2", "--out", str(out)]) == 0
+    remote = load_calibration(out)["methods"]
+    local = load_calibration(owner["calibration"])["methods"]
+    for method, entry in remote.items():
+        assert entry["independent_names"] == ["indep-2"]
+        assert entry["independent_rates"] == [local[method]["independent_rates"][1]]
+        assert entry["fit"]["family"] == "normal" and "fewer than two" in entry["fit"]["note"]
+        # paths are stored relative to the calibration file
+        assert (out.parent / entry["set_file"]).resolve() == (
+            owner["sets"] / f"{method}.safetensors").resolve()

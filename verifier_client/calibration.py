@@ -1,0 +1,477 @@
+"""Calibration: how well do *independent* models match each fingerprint set, and where does the
+owner put the line between "independent" and "stolen"?
+
+For every fingerprint set the matching rate of every independent model (same data and
+architecture, another seed) is measured, in-process from a model repository or remotely over the
+Open Inference Protocol. From these rates the calibration file records, per method:
+
+- ``independent_max``: the paper's rule (an attack succeeds when the suspect's averaged matching
+  rate stays below the best independent model);
+- ``fitted_quantile``: a false-positive-controlled threshold, the ``1 - alpha`` quantile of a Beta
+  distribution fitted to the independent rates by the method of moments (Watermark-Robustness-
+  Toolbox fits a normal the same way; a Beta respects [0, 1]). Degenerate rate lists (fewer than
+  two rates, zero variance such as all-zero or all-one rates, or over-dispersed rates that no
+  Beta can match) fall back to a normal with a floor on sigma of one fingerprint's worth of
+  matching rate (``1 / n``), and the file says so;
+- ``threshold`` and ``threshold_method``: the one the verifier decides with (``rule``; by default
+  the larger of the two, so a "stolen" verdict must beat both);
+- the fit itself, from which :func:`p_value` gives P(independent rate >= observed) for any rate.
+
+The statistics are pure functions on lists of floats (:func:`fit_null`, :func:`thresholds_for`,
+:func:`p_value`, :func:`empirical_p_value`) so they can be checked on hand-made numbers;
+:func:`calibrate` does the measuring and :func:`write_calibration` the atomic write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from scipy import stats
+
+from models.atomic import write_json
+from models.errors import UserError
+from models.provenance import code_version, utc_now
+
+__all__ = [
+    "CALIBRATION_FORMAT",
+    "DEFAULT_ALPHA",
+    "RULES",
+    "FingerprintFile",
+    "IndependentSource",
+    "NullFit",
+    "calibrate",
+    "calibration_entry",
+    "empirical_p_value",
+    "fit_null",
+    "load_calibration",
+    "load_fingerprint_files",
+    "p_value",
+    "resolve_set_paths",
+    "summarize_rates",
+    "thresholds_for",
+    "write_calibration",
+]
+
+CALIBRATION_FORMAT = "csrp-testbed/calibration/v1"
+DEFAULT_ALPHA = 0.01
+#: ``threshold`` is chosen by one of these rules.
+RULES: tuple[str, ...] = ("conservative", "max", "fit")
+Rule = Literal["conservative", "max", "fit"]
+#: Sigma floor of the normal fallback when the number of fingerprints is unknown.
+DEFAULT_SIGMA_FLOOR = 0.01
+
+
+# --------------------------------------------------------------------------------------------
+# statistics on plain numbers
+# --------------------------------------------------------------------------------------------
+
+
+def _check_rates(rates: Sequence[float]) -> np.ndarray:
+    array = np.asarray(list(rates), dtype=np.float64)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError("need at least one independent matching rate")
+    if not np.all(np.isfinite(array)) or array.min() < 0.0 or array.max() > 1.0:
+        raise ValueError(f"matching rates must lie in [0, 1]; got {array.tolist()}")
+    return array
+
+
+def summarize_rates(rates: Sequence[float]) -> dict[str, float]:
+    """``min, max, mean, std`` (sample std, ddof=1; 0 for a single rate)."""
+    array = _check_rates(rates)
+    std = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return {"min": float(array.min()), "max": float(array.max()), "mean": float(array.mean()),
+            "std": std}
+
+
+@dataclass(frozen=True)
+class NullFit:
+    """A distribution fitted to independent models' matching rates (the null hypothesis).
+
+    ``family`` is ``"beta"`` (params ``a``, ``b``) or ``"normal"`` (params ``mu``, ``sigma``);
+    ``note`` says why a fallback was taken (``None`` for a regular Beta fit).
+    """
+
+    family: Literal["beta", "normal"]
+    params: dict[str, float]
+    estimator: str
+    note: str | None = None
+
+    def _dist(self) -> Any:
+        if self.family == "beta":
+            return stats.beta(self.params["a"], self.params["b"])
+        return stats.norm(self.params["mu"], self.params["sigma"])
+
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile, clipped to [0, 1]."""
+        return float(min(1.0, max(0.0, self._dist().ppf(q))))
+
+    def sf(self, x: float) -> float:
+        """Survival function P(R >= x) (equal to P(R > x): both families are continuous)."""
+        return float(self._dist().sf(x))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, "params": dict(self.params), "estimator": self.estimator,
+                "note": self.note}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NullFit:
+        family = data.get("family")
+        params = data.get("params") or {}
+        needed = ("a", "b") if family == "beta" else ("mu", "sigma")
+        if family not in ("beta", "normal") or any(k not in params for k in needed):
+            raise UserError(f"calibration fit is malformed: {data!r}")
+        return cls(family=family, params={k: float(v) for k, v in params.items()},
+                   estimator=str(data.get("estimator", "")), note=data.get("note"))
+
+
+def fit_null(rates: Sequence[float], n_fingerprints: int | None = None) -> NullFit:
+    """Fit a Beta distribution to ``rates`` by the method of moments; fall back to a normal.
+
+    Method of moments with the sample mean ``m`` and sample variance ``v`` (ddof=1):
+    ``k = m (1 - m) / v - 1``, ``a = m k``, ``b = (1 - m) k``; valid when ``0 < v < m (1 - m)``
+    (it copes with rates of exactly 0 or 1, where a Beta likelihood would be -inf).
+    Otherwise (fewer than two rates, zero variance, e.g. all-zero or all-one rates, or rates
+    more spread than any Beta) the fit is ``Normal(m, max(s, floor))`` with
+    ``floor = 1 / n_fingerprints`` (one fingerprint's worth of matching rate; 0.01 when unknown).
+    """
+    array = _check_rates(rates)
+    floor = 1.0 / n_fingerprints if n_fingerprints else DEFAULT_SIGMA_FLOOR
+    mean = float(array.mean())
+    var = float(array.var(ddof=1)) if array.size > 1 else 0.0
+    note: str | None = None
+    if array.size < 2:
+        note = "fewer than two independent rates"
+    elif var <= 0.0:
+        note = ("all independent rates are equal "
+                f"({'all zero' if mean == 0 else 'all one' if mean == 1 else f'{mean:g}'})")
+    elif var >= mean * (1.0 - mean):
+        note = "independent rates are more spread than any Beta distribution allows"
+    else:
+        k = mean * (1.0 - mean) / var - 1.0
+        return NullFit("beta", {"a": mean * k, "b": (1.0 - mean) * k}, "method-of-moments")
+    sigma = max(math.sqrt(var), floor)
+    note += f": normal fallback with sigma = max(sample std, floor {floor:g})"
+    return NullFit("normal", {"mu": mean, "sigma": sigma}, "moments", note)
+
+
+def thresholds_for(rates: Sequence[float], fit: NullFit, alpha: float = DEFAULT_ALPHA,
+                   rule: Rule = "conservative") -> tuple[dict[str, float], float, str]:
+    """``(thresholds, threshold, threshold_method)``.
+
+    ``thresholds`` holds ``independent_max`` (the paper's rule) and ``fitted_quantile`` (the
+    ``1 - alpha`` quantile of ``fit``). ``rule`` picks the decision threshold: ``"max"``,
+    ``"fit"``, or ``"conservative"`` (the larger; ties go to ``independent_max``).
+    ``threshold_method`` names what chose it, e.g. ``"beta-quantile(1-alpha=0.99)"``.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1); got {alpha}")
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}; got {rule!r}")
+    independent_max = float(_check_rates(rates).max())
+    fitted = fit.quantile(1.0 - alpha)
+    fit_name = f"{fit.family}-quantile(1-alpha={1.0 - alpha:g})"
+    use_fit = rule == "fit" or (rule == "conservative" and fitted > independent_max)
+    threshold, method = (fitted, fit_name) if use_fit else (independent_max, "independent-max")
+    return ({"independent_max": independent_max, "fitted_quantile": fitted}, threshold, method)
+
+
+def p_value(fit: NullFit | dict[str, Any], observed_rate: float) -> float:
+    """P(an independent model's rate >= ``observed_rate``) under ``fit`` (its survival function).
+
+    Small means an independent model would hardly match this well: evidence of copying.
+    """
+    if isinstance(fit, dict):
+        fit = NullFit.from_dict(fit)
+    return fit.sf(float(observed_rate))
+
+
+def empirical_p_value(rates: Sequence[float], observed_rate: float) -> float:
+    """Distribution-free ``(1 + #{rate >= observed}) / (1 + n)``: never below ``1 / (n + 1)``."""
+    array = _check_rates(rates)
+    return float((1 + np.count_nonzero(array >= observed_rate)) / (1 + array.size))
+
+
+def calibration_entry(method: str, rates: Sequence[float], names: Sequence[str], *,
+                      n_fingerprints: int | None = None, alpha: float = DEFAULT_ALPHA,
+                      rule: Rule = "conservative") -> dict[str, Any]:
+    """The statistics part of one method's calibration record (no file, no provenance)."""
+    if len(names) != len(rates):
+        raise ValueError("one name per rate")
+    fit = fit_null(rates, n_fingerprints)
+    thresholds, threshold, how = thresholds_for(rates, fit, alpha, rule)
+    return {"method": method, "independent_names": list(names),
+            "independent_rates": [float(r) for r in rates], **summarize_rates(rates),
+            "fit": fit.to_dict(), "thresholds": thresholds, "threshold": threshold,
+            "threshold_method": how, "rule": rule, "alpha": alpha}
+
+
+# --------------------------------------------------------------------------------------------
+# fingerprint set files
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FingerprintFile:
+    """A fingerprint set as read from disk, with the file's identity."""
+
+    path: Path
+    sha256: str
+    method: str
+    images: np.ndarray  # float32 [N, C, H, W] in [0, 1] on the 8-bit grid
+    labels: np.ndarray  # int64 [N]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def uint8_images(self) -> np.ndarray:
+        """``images`` as uint8 [N, C, H, W] (exact: the set is on the 8-bit grid)."""
+        return np.rint(np.clip(self.images, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_set_paths(items: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders expanded to their ``*.safetensors`` (sorted); duplicates dropped."""
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(path.glob("*.safetensors"))
+            if not found:
+                raise UserError(f"{path}: no *.safetensors fingerprint sets in this folder")
+            paths.extend(found)
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise UserError(f"{path}: no such fingerprint set file or folder")
+    unique = list(dict.fromkeys(p.resolve() for p in paths))
+    if not unique:
+        raise UserError("no fingerprint sets given")
+    return unique
+
+
+def _read_set(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """``(images, labels, metadata)`` through the project's fingerprint-set format."""
+    from verifier_client.fingerprint_set import FingerprintSet
+
+    fset = FingerprintSet.load(path)
+    return fset.images.numpy(), fset.labels.numpy(), dict(fset.metadata)
+
+
+def load_fingerprint_files(items: Sequence[str | Path]) -> list[FingerprintFile]:
+    """Read every set named by ``items`` (files or folders); check shapes and the 8-bit grid."""
+    sets = []
+    for path in resolve_set_paths(items):
+        images, labels, metadata = _read_set(path)  # validated: shapes, [0, 1], 8-bit grid
+        method = str(metadata.get("method") or path.stem)
+        sets.append(FingerprintFile(path, file_sha256(path), method, images, labels, metadata))
+    return sets
+
+
+# --------------------------------------------------------------------------------------------
+# measuring independent models
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndependentSource:
+    """One independent model: a repository entry (``path``) or a remote model (``url`` +
+    ``model``)."""
+
+    name: str
+    path: Path | None = None
+    url: str | None = None
+    model: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        if self.path is not None:
+            return {"name": self.name, "source": "in-process", "path": str(self.path)}
+        return {"name": self.name, "source": "remote", "url": self.url, "model": self.model}
+
+
+def _preprocess_fn(preprocessing: dict[str, Any] | None, seed: int) -> Callable[[Any], Any]:
+    """The entry's randomized preprocessing as ``images -> images`` (identity when none)."""
+    if not preprocessing:
+        return lambda images: images
+    import torch
+
+    try:
+        from models.transforms import build_transform  # type: ignore[attr-defined]
+    except ImportError:
+        build_transform = None
+    generator = torch.Generator().manual_seed(seed)
+    if build_transform is not None:
+        transform = build_transform(preprocessing)
+        return lambda images: transform(images, generator=generator)
+    name = preprocessing.get("name")
+    params = {k: v for k, v in preprocessing.items() if k != "name"}
+    if name == "csrp":
+        from models.transforms.csrp import csrp
+
+        return lambda images: csrp(images, params["sigma"], int(params["p"]),
+                                   generator=generator)
+    if name == "rdg":
+        from models.transforms.rdg import rdg
+
+        return lambda images: rdg(images, **params, generator=generator)
+    raise UserError(f"unknown preprocessing {name!r} in an independent model's config")
+
+
+def local_rates(path: Path, sets: Sequence[FingerprintFile], repeats: int = 1,
+                seed: int = 0) -> list[float]:
+    """Matching rate of the repository entry at ``path`` on each set, in-process, with the
+    entry's preprocessing applied (averaged over ``repeats`` draws when it has one)."""
+    import torch
+
+    from models.repository import load_config
+    from models.runtime import load_predictor
+
+    config = load_config(path)
+    predictor = load_predictor(path)
+    rates = []
+    for fset in sets:
+        if list(fset.images.shape[1:]) != list(config.input_shape):
+            raise UserError(f"{fset.path.name}: images are {list(fset.images.shape[1:])} "
+                            f"[C, H, W] but {path.name} takes {config.input_shape}")
+        images = torch.from_numpy(fset.uint8_images).to(torch.float32).div_(255.0)
+        labels = torch.from_numpy(fset.labels)
+        draws = repeats if config.preprocessing else 1
+        preprocess = _preprocess_fn(config.preprocessing, seed)
+        total = 0.0
+        for _ in range(draws):
+            predicted = predictor.predict(preprocess(images)).cpu()
+            total += float((predicted == labels).to(torch.float64).mean())
+        rates.append(total / draws)
+    return rates
+
+
+async def _remote_rates(url: str, model: str, sets: Sequence[FingerprintFile], repeats: int,
+                        client_options: dict[str, Any]) -> list[float]:
+    from verifier_client.oip_client import OIPClient, QueryFailedError
+
+    rates = []
+    async with OIPClient(url, **client_options) as client:
+        await client.check_ready()
+        meta = await client.model_metadata(model)
+        for fset in sets:
+            prepared = client.prepare(meta, fset.images)
+            results = await asyncio.gather(*(client.infer_prepared(prepared)
+                                             for _ in range(repeats)), return_exceptions=True)
+            done = []
+            for result in results:
+                if isinstance(result, QueryFailedError):
+                    continue
+                if isinstance(result, BaseException):
+                    raise result
+                done.append(float(np.mean(result == fset.labels)))
+            if not done:
+                raise UserError(f"{model} at {url}: every query for {fset.path.name} failed")
+            rates.append(float(np.mean(done)))
+    return rates
+
+
+def calibrate(sets: Sequence[FingerprintFile], independents: Sequence[IndependentSource], *,
+              repeats: int = 1, alpha: float = DEFAULT_ALPHA, rule: Rule = "conservative",
+              seed: int = 0, client_options: dict[str, Any] | None = None,
+              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure every independent model on every set and build the calibration document.
+
+    ``repeats`` only matters for models with randomized preprocessing (remote ones are always
+    queried ``repeats`` times and averaged). ``client_options`` go to
+    :class:`verifier_client.oip_client.OIPClient`. Returns the JSON-ready document; write it
+    with :func:`write_calibration`.
+    """
+    if len(independents) < 1:
+        raise UserError("calibration needs at least one independent model")
+    methods = [s.method for s in sets]
+    duplicates = sorted({m for m in methods if methods.count(m) > 1})
+    if duplicates:
+        raise UserError(f"several fingerprint sets for method(s) {', '.join(duplicates)}: "
+                        "calibrate them into separate files")
+    names = [ind.name for ind in independents]
+    if len(set(names)) != len(names):
+        raise UserError(f"independent model names must be unique; got {names}")
+    rates: dict[str, list[float]] = {s.method: [] for s in sets}
+    for independent in independents:
+        if progress:
+            progress(independent.name)
+        if independent.path is not None:
+            measured = local_rates(independent.path, sets, repeats, seed)
+        else:
+            assert independent.url is not None and independent.model is not None
+            measured = asyncio.run(_remote_rates(independent.url, independent.model, sets,
+                                                 repeats, client_options or {}))
+        for fset, rate in zip(sets, measured, strict=True):
+            rates[fset.method].append(rate)
+    created, version = utc_now(), code_version()
+    entries = {}
+    for fset in sets:
+        entry = calibration_entry(fset.method, rates[fset.method], names, n_fingerprints=fset.n,
+                                  alpha=alpha, rule=rule)
+        entries[fset.method] = {
+            "set_file": str(fset.path), "set_sha256": fset.sha256, "n": fset.n,
+            "target": fset.metadata.get("target"), **entry,
+            "code_version": version, "created": created}
+    return {"format": CALIBRATION_FORMAT, "created": created, "code_version": version,
+            "alpha": alpha, "rule": rule, "repeats": repeats,
+            "independent": [ind.describe() for ind in independents], "methods": entries}
+
+
+def _relative(path: str, start: Path) -> str:
+    try:
+        return os.path.relpath(Path(path).resolve(), start.resolve())
+    except ValueError:  # another drive (Windows)
+        return path
+
+
+def write_calibration(path: str | Path, document: dict[str, Any]) -> Path:
+    """Write the calibration document atomically (temporary file, then rename).
+
+    File paths inside are made relative to the calibration file's folder, so a repository
+    that ships both stays valid wherever it is checked out (sets are matched by sha256).
+    """
+    path = Path(path)
+    document = copy.deepcopy(document)
+    for entry in document.get("methods", {}).values():
+        entry["set_file"] = _relative(entry["set_file"], path.parent)
+    for independent in document.get("independent", []):
+        if independent.get("path"):
+            independent["path"] = _relative(independent["path"], path.parent)
+    write_json(path, document)
+    return path
+
+
+def load_calibration(path: str | Path) -> dict[str, Any]:
+    """Read and sanity-check a calibration file."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: calibration file not found") from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: not a readable calibration file ({error})") from None
+    if not isinstance(document, dict) or document.get("format") != CALIBRATION_FORMAT \
+            or not isinstance(document.get("methods"), dict):
+        raise UserError(f"{path}: not a calibration file (expected format "
+                        f"{CALIBRATION_FORMAT!r}; make one with `python -m verifier_client "
+                        "calibrate`)")
+    return document

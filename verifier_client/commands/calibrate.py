@@ -1,0 +1,103 @@
+"""``python -m verifier_client calibrate``: matching rates of independent models on fingerprint
+sets, and the decision threshold per method (the maximum, and a fitted false-positive-controlled
+quantile)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from models.commands.common import existing_entry, positive_int
+from models.errors import UserError
+from verifier_client.calibration import (
+    DEFAULT_ALPHA,
+    RULES,
+    IndependentSource,
+    calibrate,
+    load_fingerprint_files,
+    write_calibration,
+)
+from verifier_client.commands.verify import add_client_arguments, client_kwargs
+
+EXAMPLES = """examples:
+  python -m verifier_client calibrate --fingerprints zoo/fingerprints \\
+      --independent zoo/indep-* --out zoo/calibration.json
+  python -m verifier_client calibrate --fingerprints sets/ --url http://127.0.0.1:8000 \\
+      --model indep-01 indep-02 indep-03 --repeats 10 --alpha 0.05 --out calibration.json"""
+
+
+def alpha_value(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0.0 < number < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {number}")
+    return number
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("calibrate", help="thresholds from independent models",
+                              description=__doc__, epilog=EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--fingerprints", required=True, nargs="+", metavar="FILE_OR_DIR",
+                   help="fingerprint set files, or folders of *.safetensors sets")
+    p.add_argument("--independent", nargs="+", default=[], type=existing_entry,
+                   metavar="REPO/NAME", help="independent models, measured in-process")
+    p.add_argument("--url", default=None, help="server holding remote independent models")
+    p.add_argument("--model", nargs="+", default=[], metavar="NAME",
+                   help="independent models on --url, measured over HTTP")
+    p.add_argument("--repeats", type=positive_int, default=1,
+                   help="queries per set and model, averaged (remote models, and local ones "
+                        "with randomized preprocessing; default 1)")
+    p.add_argument("--alpha", type=alpha_value, default=DEFAULT_ALPHA,
+                   help=f"false-positive rate of the fitted threshold (default {DEFAULT_ALPHA})")
+    p.add_argument("--rule", choices=RULES, default="conservative",
+                   help="which threshold decides: max (paper), fit, or conservative = the "
+                        "larger (default)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of local randomized preprocessing (default 0)")
+    p.add_argument("--out", required=True, type=Path, help="calibration.json to write")
+    add_client_arguments(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if bool(args.url) != bool(args.model):
+        raise UserError("--url and --model go together (remote independent models)")
+    if not args.independent and not args.model:
+        raise UserError("give independent models: --independent REPO/NAME ... and/or "
+                        "--url URL --model NAME ...")
+    sources = [IndependentSource(path.name, path=path) for path in args.independent]
+    sources += [IndependentSource(name, url=args.url, model=name) for name in args.model]
+    sets = load_fingerprint_files(args.fingerprints)
+    document = calibrate(sets, sources, repeats=args.repeats, alpha=args.alpha, rule=args.rule,
+                         seed=args.seed, client_options=client_kwargs(args),
+                         progress=lambda name: print(f"measuring {name}", flush=True))
+    write_calibration(args.out, document)
+    print_calibration(document)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def print_calibration(document: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"calibration: {len(document['independent'])} independent model(s), "
+                        f"alpha {document['alpha']:g}, rule {document['rule']}")
+    for column in ("method", "n", "indep. [min, max]", "mean ± std", "fit", "threshold"):
+        table.add_column(column, justify="left" if column in ("method", "fit") else "right")
+    for method, entry in document["methods"].items():
+        fit = entry["fit"]
+        params = ", ".join(f"{v:.4g}" for v in fit["params"].values())
+        how = "max" if entry["threshold_method"] == "independent-max" else "fit"
+        table.add_row(method, str(entry["n"]), f"[{entry['min']:.2f}, {entry['max']:.2f}]",
+                      f"{entry['mean']:.3f} ± {entry['std']:.3f}",
+                      f"{fit['family']}({params})" + (" *" if fit["note"] else ""),
+                      f"{entry['threshold']:.3f} {how}")
+    console = Console()
+    console.print(table)
+    notes = {entry["fit"]["note"] for entry in document["methods"].values() if entry["fit"]["note"]}
+    for note in sorted(notes):
+        console.print(f"* {note}")

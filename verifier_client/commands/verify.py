@@ -1,0 +1,103 @@
+"""``python -m verifier_client verify``: query a suspect label-only model with fingerprint sets
+and decide, per method, "stolen" or "not_proven" against a calibration file."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from models.commands.common import positive_int
+from models.errors import UserError
+from verifier_client.calibration import RULES, load_calibration, load_fingerprint_files
+from verifier_client.oip_client import RetryPolicy
+from verifier_client.verification import print_report, verify, write_report
+
+EXAMPLES = """examples:
+  python -m verifier_client verify --url http://127.0.0.1:8000 --model pirate-csrp \\
+      --fingerprints zoo/fingerprints --calibration zoo/calibration.json --repeats 100 \\
+      --json verify-pirate-csrp.json
+  python -m verifier_client verify --url http://10.0.0.5:8000 --model suspect \\
+      --fingerprints ipguard.safetensors cae.safetensors --calibration calibration.json \\
+      --repeats 20 --concurrency 4 --retries 2
+
+Exit status 0 when it ran (whatever the verdict); 2 with one line when it could not."""
+
+
+def non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {number}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {number}")
+    return number
+
+
+def add_client_arguments(p: argparse.ArgumentParser) -> None:
+    """The HTTP client's options, shared by verify, calibrate (remote) and probe."""
+    group = p.add_argument_group("HTTP client")
+    group.add_argument("--batch-size", type=positive_int, default=100,
+                       help="fingerprints per inference request (default 100)")
+    group.add_argument("--concurrency", type=positive_int, default=8,
+                       help="requests in flight at most (default 8)")
+    group.add_argument("--timeout", type=positive_float, default=30.0,
+                       help="seconds per request (default 30)")
+    group.add_argument("--retries", type=non_negative_int, default=4,
+                       help="retries of a failed request: connection errors, timeouts, 429, 5xx "
+                            "(default 4)")
+    group.add_argument("--backoff", type=float, default=0.25,
+                       help="first backoff in seconds, doubled per retry, with jitter "
+                            "(default 0.25)")
+    group.add_argument("--protocol", choices=("auto", "binary", "json"), default="auto",
+                       help="request encoding: binary tensors, JSON, or binary falling back to "
+                            "JSON (default auto)")
+
+
+def client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    if args.backoff < 0:
+        raise UserError(f"--backoff must be >= 0; got {args.backoff}")
+    return {"batch_size": args.batch_size, "concurrency": args.concurrency,
+            "timeout_s": args.timeout, "protocol": args.protocol,
+            "retry": RetryPolicy(attempts=args.retries + 1, backoff_s=args.backoff)}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("verify", help="verify a remote label-only model with fingerprints",
+                              description=__doc__, epilog=EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", required=True, help="server root, e.g. http://127.0.0.1:8000")
+    p.add_argument("--model", required=True, help="model name on the server")
+    p.add_argument("--fingerprints", required=True, nargs="+", metavar="FILE_OR_DIR",
+                   help="fingerprint set files, or folders of *.safetensors sets")
+    p.add_argument("--calibration", required=True, help="calibration.json made for these sets")
+    p.add_argument("--repeats", type=positive_int, default=100,
+                   help="queries of each whole set (default 100, as the paper)")
+    p.add_argument("--rule", choices=RULES, default=None,
+                   help="override the calibration's threshold rule")
+    p.add_argument("--json", dest="json_out", default=None, metavar="FILE",
+                   help="write the report (DESIGN 3.5) here, atomically")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_client_arguments(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    options = client_kwargs(args)
+    sets = load_fingerprint_files(args.fingerprints)
+    calibration = load_calibration(args.calibration)
+    report = verify(args.url, args.model, sets, calibration, repeats=args.repeats,
+                    rule=args.rule, show_progress=not args.no_progress, **options)
+    print_report(report)
+    if args.json_out:
+        write_report(args.json_out, report)
+    return 0

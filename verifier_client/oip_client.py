@@ -1,0 +1,578 @@
+"""A label-only Open Inference Protocol (KServe / Triton "v2") client for the owner's queries.
+
+Works against any server that speaks the protocol, not only ours:
+
+- discovers the model's image input (name, datatype, layout, shape) from
+  ``GET /v2/models/{name}`` and prefers UINT8 NHWC (what an image is on the wire), then UINT8
+  NCHW, FP32 NCHW, FP32 NHWC;
+- sends several images per request (``batch_size``) with the binary tensor extension
+  (``Inference-Header-Content-Length`` + ``parameters.binary_data_size``) and falls back to
+  JSON ``data`` once if the server rejects binary bodies; a 413 splits the batch in two;
+- pools connections (``httpx.AsyncClient`` with ``httpx.Limits``) and bounds the requests in
+  flight with a semaphore (``concurrency``);
+- retries connection errors, timeouts, 429 and 5xx with exponential backoff and jitter, honouring
+  ``Retry-After``; when the retries run out it raises :class:`QueryFailedError`, which callers
+  treat as "this query is missing", never as a mismatch;
+- accepts only labels: an integer tensor holding exactly N values (shape [N] or [N, 1]).
+  Anything else (scores, logits, a wrong count) raises :class:`BadResponseError`.
+
+Every error is a :class:`OIPError` (a ``UserError``: one clear line on the command line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import importlib.util
+import json
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+
+from models.errors import UserError
+
+__all__ = [
+    "BadResponseError",
+    "InputMismatchError",
+    "InputPlan",
+    "ModelMetadata",
+    "ModelNotFoundError",
+    "OIPClient",
+    "OIPError",
+    "PreparedQuery",
+    "QueryFailedError",
+    "RequestRejectedError",
+    "RetryPolicy",
+    "ServerUnreachableError",
+    "TensorSpec",
+    "choose_input",
+]
+
+# httpcore tries ``import sniffio`` on every request; when it is not installed each failed import
+# walks sys.path (about 1 ms of client CPU per request). A ``None`` entry makes that import fail
+# at once, with the same outcome (httpcore then assumes asyncio, which is what we run).
+if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+Protocol = Literal["auto", "binary", "json"]
+HEADER_LENGTH = "Inference-Header-Content-Length"
+BINARY_CONTENT_TYPE = "application/octet-stream"
+_INTEGER_TYPES = {"INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "UINT8": "<u1",
+                  "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8"}
+_NUMPY_TYPES = {**_INTEGER_TYPES, "FP16": "<f2", "FP32": "<f4", "FP64": "<f8", "BOOL": "?"}
+_LABEL_NAMES = ("label", "labels", "class", "classes", "class_index", "prediction")
+
+
+class OIPError(UserError):
+    """Talking to an Open Inference Protocol server went wrong (one clear line)."""
+
+
+class ServerUnreachableError(OIPError):
+    """No connection to the server (or it never became ready)."""
+
+
+class ModelNotFoundError(OIPError):
+    """The server does not know the model (404)."""
+
+
+class RequestRejectedError(OIPError):
+    """The server refused the request (4xx other than 404/413/429)."""
+
+
+class BadResponseError(OIPError):
+    """The answer is not N integer labels (scores, wrong count, malformed body)."""
+
+
+class InputMismatchError(OIPError):
+    """The images do not fit the model's declared input."""
+
+
+class QueryFailedError(OIPError):
+    """A query still failed after all retries (connection, timeout, 429, 5xx).
+
+    Transient by nature: callers leave that query (repeat) out and report it; it is never a
+    mismatch.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# settings
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter: try ``attempts`` times in all; before try k+1 wait
+    ``min(max_backoff_s, backoff_s * 2**k)`` scaled by a uniform factor in
+    ``[1 - jitter, 1]``, or the server's ``Retry-After`` (capped at ``max_retry_after_s``) when
+    that is longer."""
+
+    attempts: int = 5
+    backoff_s: float = 0.25
+    max_backoff_s: float = 8.0
+    jitter: float = 0.5
+    max_retry_after_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"attempts must be >= 1; got {self.attempts}")
+        if self.backoff_s < 0 or self.max_backoff_s < 0 or not 0 <= self.jitter <= 1:
+            raise ValueError("backoff_s, max_backoff_s >= 0 and jitter in [0, 1] required")
+
+    def delay(self, attempt: int, retry_after: float | None = None,
+              rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed try number ``attempt`` (0-based)."""
+        base = min(self.max_backoff_s, self.backoff_s * (2.0 ** attempt))
+        wait = base * (1.0 - self.jitter * (rng or random).random())
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.max_retry_after_s))
+        return wait
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date; ``None`` when absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+# --------------------------------------------------------------------------------------------
+# metadata and the input plan
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def describe(self) -> str:
+        return f"{self.name!r} {self.datatype} {list(self.shape)}"
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """``GET /v2/models/{name}``."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    platform: str = ""
+    versions: tuple[str, ...] = ()
+    max_batch_size: int | None = None  # from ``parameters.max_batch_size`` when the server says
+
+    @classmethod
+    def from_json(cls, data: Any, model: str) -> ModelMetadata:
+        def specs(key: str) -> tuple[TensorSpec, ...]:
+            items = data.get(key) or []
+            if not isinstance(items, list):
+                raise BadResponseError(f"model {model!r}: metadata field {key!r} is not a list")
+            found = []
+            for item in items:
+                try:
+                    found.append(TensorSpec(str(item["name"]), str(item["datatype"]).upper(),
+                                            tuple(int(d) for d in item["shape"])))
+                except (KeyError, TypeError, ValueError):
+                    raise BadResponseError(f"model {model!r}: malformed tensor metadata "
+                                           f"{item!r}") from None
+            return tuple(found)
+
+        if not isinstance(data, dict):
+            raise BadResponseError(f"model {model!r}: metadata is not a JSON object")
+        parameters = data.get("parameters")
+        limit = parameters.get("max_batch_size") if isinstance(parameters, dict) else None
+        return cls(name=str(data.get("name", model)), inputs=specs("inputs"),
+                   outputs=specs("outputs"), platform=str(data.get("platform", "")),
+                   versions=tuple(str(v) for v in data.get("versions") or ()),
+                   max_batch_size=limit if isinstance(limit, int) and limit > 0 else None)
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """How images go to this model: which input, datatype and layout."""
+
+    model: str
+    name: str
+    datatype: Literal["UINT8", "FP32"]
+    layout: Literal["NHWC", "NCHW"]
+    item_shape: tuple[int, int, int]  # C, H, W of the images this plan was made for
+
+    def wire_shape(self, n: int) -> list[int]:
+        c, h, w = self.item_shape
+        return [n, h, w, c] if self.layout == "NHWC" else [n, c, h, w]
+
+
+def _fits(declared: Sequence[int], wanted: Sequence[int]) -> bool:
+    return len(declared) == len(wanted) and all(d in (-1, w) for d, w in zip(declared, wanted,
+                                                                               strict=True))
+
+
+def _declared_inputs(meta: ModelMetadata) -> str:
+    return ", ".join(spec.describe() for spec in meta.inputs) or "no inputs"
+
+
+def choose_input(meta: ModelMetadata, image_shape: Sequence[int]) -> InputPlan:
+    """Pick the input to send images of ``image_shape`` = (C, H, W) to.
+
+    Preference: UINT8 NHWC, UINT8 NCHW, FP32 NCHW, FP32 NHWC. A 4-d declared shape includes the
+    batch dimension (``-1`` or any size); a 3-d one is taken as per-item. ``-1`` matches anything.
+    """
+    c, h, w = (int(v) for v in image_shape)
+    ranked: list[tuple[int, InputPlan]] = []
+    preference = {("UINT8", "NHWC"): 0, ("UINT8", "NCHW"): 1, ("FP32", "NCHW"): 2,
+                  ("FP32", "NHWC"): 3}
+    for spec in meta.inputs:
+        if spec.datatype not in ("UINT8", "FP32") or len(spec.shape) not in (3, 4):
+            continue
+        item = spec.shape[1:] if len(spec.shape) == 4 else spec.shape
+        for layout, wanted in (("NHWC", (h, w, c)), ("NCHW", (c, h, w))):
+            if _fits(item, wanted):
+                plan = InputPlan(meta.name, spec.name, spec.datatype, layout,  # type: ignore[arg-type]
+                                 (c, h, w))
+                ranked.append((preference[(spec.datatype, layout)], plan))
+    if not ranked:
+        raise InputMismatchError(
+            f"model {meta.name!r} takes input {_declared_inputs(meta)}, which does not "
+            f"fit images of C x H x W = {c}x{h}x{w} (as UINT8 NHWC or FP32 NCHW)")
+    return min(ranked, key=lambda pair: pair[0])[1]
+
+
+# --------------------------------------------------------------------------------------------
+# request bodies and answers
+# --------------------------------------------------------------------------------------------
+
+
+def _to_wire(plan: InputPlan, images: np.ndarray) -> np.ndarray:
+    """float [N, C, H, W] in [0, 1] -> the array the plan sends (contiguous)."""
+    if plan.datatype == "UINT8":
+        array = np.rint(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
+    else:
+        array = np.asarray(images, dtype=np.float32)
+    if plan.layout == "NHWC":
+        array = array.transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(array)
+
+
+@dataclass
+class _Chunk:
+    """One request's worth of images, encoded once and reused by every repeat."""
+
+    wire: np.ndarray
+    _binary: tuple[bytes, int] | None = field(default=None, repr=False)
+    _json: bytes | None = field(default=None, repr=False)
+
+    @property
+    def n(self) -> int:
+        return int(self.wire.shape[0])
+
+    def binary(self, plan: InputPlan) -> tuple[bytes, int]:
+        """Body and header length for the binary tensor extension."""
+        if self._binary is None:
+            data = self.wire.tobytes()
+            header = json.dumps({"inputs": [{
+                "name": plan.name, "shape": list(self.wire.shape), "datatype": plan.datatype,
+                "parameters": {"binary_data_size": len(data)}}]}).encode()
+            self._binary = (header + data, len(header))
+        return self._binary
+
+    def json_body(self, plan: InputPlan) -> bytes:
+        if self._json is None:
+            self._json = json.dumps({"inputs": [{
+                "name": plan.name, "shape": list(self.wire.shape), "datatype": plan.datatype,
+                "data": self.wire.ravel().tolist()}]}).encode()
+        return self._json
+
+    def halves(self) -> list[_Chunk]:
+        middle = self.n // 2
+        return [_Chunk(self.wire[:middle]), _Chunk(self.wire[middle:])]
+
+
+@dataclass
+class PreparedQuery:
+    """A set of images encoded for one model, split into requests of ``batch_size``."""
+
+    plan: InputPlan
+    chunks: list[_Chunk]
+    batch_size: int
+
+    @property
+    def n(self) -> int:
+        return sum(chunk.n for chunk in self.chunks)
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        if isinstance(body, dict) and "error" in body:
+            return str(body["error"])
+    except ValueError:
+        pass
+    text = response.text.strip().replace("\n", " ")
+    return text[:200] or response.reason_phrase
+
+
+def _says_batch_too_large(response: httpx.Response) -> bool:
+    """A 400 that blames the batch size (servers without 413 for it): split and try again."""
+    if response.status_code != 400:
+        return False
+    message = _error_message(response).lower()
+    return "batch" in message and any(word in message for word in ("exceed", "too large",
+                                                                   "max", "split"))
+
+
+def _parse_outputs(response: httpx.Response) -> list[tuple[dict[str, Any], np.ndarray | None]]:
+    """``[(output JSON, binary array or None)]`` from a JSON or binary-extension answer."""
+    content = response.content
+    header_length = response.headers.get(HEADER_LENGTH)
+    try:
+        if header_length is not None:
+            split = int(header_length)
+            header, blob = json.loads(content[:split]), content[split:]
+        else:
+            header, blob = json.loads(content), b""
+    except ValueError:
+        raise BadResponseError("server answered with a body that is not Open Inference Protocol "
+                               "JSON") from None
+    outputs = header.get("outputs") if isinstance(header, dict) else None
+    if not isinstance(outputs, list) or not outputs:
+        raise BadResponseError("server answered without an 'outputs' list")
+    parsed: list[tuple[dict[str, Any], np.ndarray | None]] = []
+    offset = 0
+    for output in outputs:
+        if not isinstance(output, dict):
+            raise BadResponseError("server answered with a malformed output tensor")
+        size = (output.get("parameters") or {}).get("binary_data_size")
+        array = None
+        if size is not None:
+            dtype = _NUMPY_TYPES.get(str(output.get("datatype", "")).upper())
+            if dtype is None or offset + int(size) > len(blob):
+                raise BadResponseError("server answered with a malformed binary output tensor")
+            array = np.frombuffer(blob[offset:offset + int(size)], dtype=dtype)
+            offset += int(size)
+        parsed.append((output, array))
+    return parsed
+
+
+def labels_from_response(response: httpx.Response, n: int) -> np.ndarray:
+    """Exactly ``n`` integer labels from an inference answer, else :class:`BadResponseError`."""
+    outputs = _parse_outputs(response)
+    integer = [pair for pair in outputs
+               if str(pair[0].get("datatype", "")).upper() in _INTEGER_TYPES]
+    named = [pair for pair in integer if str(pair[0].get("name", "")).lower() in _LABEL_NAMES]
+    chosen = (named or integer or [None])[0]
+
+    def got() -> str:
+        return ", ".join(f"{o.get('name')!r} {o.get('datatype')} {o.get('shape')}"
+                         for o, _ in outputs)
+
+    if chosen is None:
+        raise BadResponseError(f"server did not answer with {n} labels (got {got()}): a label-only "
+                               "model must return an integer tensor [N]")
+    output, array = chosen
+    shape = output.get("shape")
+    if not isinstance(shape, list) or shape not in ([n], [n, 1]):
+        raise BadResponseError(f"server did not answer with {n} labels (got {got()})")
+    if array is None:
+        data = output.get("data")
+        if not isinstance(data, list):
+            raise BadResponseError(f"server did not answer with {n} labels (output has no data)")
+        flat = np.asarray(data, dtype=object).ravel()
+        if flat.size != n or not all(isinstance(v, int) and not isinstance(v, bool)
+                                     for v in flat):
+            raise BadResponseError(f"server did not answer with {n} labels (got {flat.size} "
+                                   "values, not all integers)")
+        return flat.astype(np.int64)
+    if array.size != n:
+        raise BadResponseError(f"server did not answer with {n} labels (got {array.size} values)")
+    return array.astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# the client
+# --------------------------------------------------------------------------------------------
+
+
+class OIPClient:
+    """Async Open Inference Protocol client. Use as ``async with OIPClient(url) as client``.
+
+    Args:
+        url: server root, e.g. ``http://127.0.0.1:8000`` (the ``/v2/...`` paths are appended).
+        batch_size: images per inference request (default 100).
+        concurrency: requests in flight at most (default 8); also the connection pool size.
+        timeout_s: per-request timeout (connect is capped at 5 s).
+        retry: :class:`RetryPolicy` for connection errors, timeouts, 429 and 5xx.
+        protocol: ``"auto"`` (binary, falling back to JSON once if refused), ``"binary"`` or
+            ``"json"``.
+        transport: an ``httpx`` transport (tests: ``httpx.MockTransport``).
+    """
+
+    def __init__(self, url: str, *, batch_size: int = 100, concurrency: int = 8,
+                 timeout_s: float = 30.0, retry: RetryPolicy | None = None,
+                 protocol: Protocol = "auto",
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        url = url.rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise OIPError(f"URL must start with http:// or https://; got {url!r}")
+        if batch_size < 1 or concurrency < 1:
+            raise OIPError("batch size and concurrency must be >= 1")
+        if protocol not in ("auto", "binary", "json"):
+            raise OIPError(f"protocol must be auto, binary or json; got {protocol!r}")
+        self.url = url
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.retry = retry or RetryPolicy()
+        self.protocol: Protocol = protocol
+        self.requests_sent = 0
+        self.retries = 0
+        self._rng = random.Random()
+        self._semaphore = asyncio.Semaphore(concurrency)
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
+        self._http = httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout,
+                                       transport=transport)
+
+    async def __aenter__(self) -> OIPClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ---------------------------------------------------------------- HTTP with retries
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request, retried on transport errors, 429 and 5xx (except 501)."""
+        last = ""
+        for attempt in range(self.retry.attempts):
+            retry_after = None
+            try:
+                self.requests_sent += 1
+                response = await self._http.request(method, path, **kwargs)
+            except httpx.TransportError as error:
+                last = f"{type(error).__name__}: {error}".rstrip(": ")
+            else:
+                status = response.status_code
+                if status != 429 and (status < 500 or status == 501):
+                    return response
+                last = f"HTTP {status}: {_error_message(response)}"
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if attempt + 1 < self.retry.attempts:
+                self.retries += 1
+                await asyncio.sleep(self.retry.delay(attempt, retry_after, self._rng))
+        raise QueryFailedError(f"{method} {self.url}{path} failed after {self.retry.attempts} "
+                               f"attempt(s): {last}")
+
+    # ---------------------------------------------------------------- health and metadata
+
+    async def check_ready(self) -> None:
+        """``GET /v2/health/ready``; :class:`ServerUnreachableError` unless it answers 200."""
+        try:
+            response = await self._request("GET", "/v2/health/ready")
+        except QueryFailedError as error:
+            raise ServerUnreachableError(f"cannot reach an inference server at {self.url} "
+                                         f"({str(error).split(': ', 1)[-1]})") from None
+        if response.status_code != 200:
+            raise ServerUnreachableError(f"{self.url} is not a ready Open Inference Protocol "
+                                         f"server (GET /v2/health/ready answered "
+                                         f"{response.status_code})")
+
+    async def model_metadata(self, model: str) -> ModelMetadata:
+        """``GET /v2/models/{model}``; :class:`ModelNotFoundError` on 404."""
+        try:
+            response = await self._request("GET", f"/v2/models/{model}")
+        except QueryFailedError as error:
+            raise ServerUnreachableError(str(error)) from None
+        if response.status_code == 404:
+            raise ModelNotFoundError(f"model {model!r} not found at {self.url} "
+                                     f"(server: {_error_message(response)})")
+        if response.status_code != 200:
+            raise RequestRejectedError(f"GET /v2/models/{model} answered {response.status_code}: "
+                                       f"{_error_message(response)}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise BadResponseError(f"model {model!r}: metadata is not JSON") from None
+        return ModelMetadata.from_json(body, model)
+
+    # ---------------------------------------------------------------- inference
+
+    def prepare(self, meta: ModelMetadata, images: Any) -> PreparedQuery:
+        """Encode float images [N, C, H, W] in [0, 1] (numpy or torch) for ``meta``'s model once;
+        :class:`InputMismatchError` when they do not fit its input."""
+        array = images.detach().cpu().numpy() if hasattr(images, "detach") else images
+        array = np.asarray(array)
+        if array.ndim != 4 or array.shape[0] == 0:
+            raise InputMismatchError(f"images must be [N, C, H, W] with N >= 1; got "
+                                     f"{list(array.shape)}")
+        plan = choose_input(meta, array.shape[1:])
+        wire = _to_wire(plan, array)
+        size = min(self.batch_size, meta.max_batch_size or self.batch_size)
+        chunks = [_Chunk(wire[i:i + size]) for i in range(0, len(wire), size)]
+        return PreparedQuery(plan, chunks, size)
+
+    async def _post(self, plan: InputPlan, chunk: _Chunk, protocol: str) -> httpx.Response:
+        path = f"/v2/models/{plan.model}/infer"
+        if protocol == "binary":
+            body, header_length = chunk.binary(plan)
+            headers = {HEADER_LENGTH: str(header_length), "Content-Type": BINARY_CONTENT_TYPE}
+        else:
+            body, headers = chunk.json_body(plan), {"Content-Type": "application/json"}
+        return await self._request("POST", path, content=body, headers=headers)
+
+    async def _infer_chunk(self, plan: InputPlan, chunk: _Chunk) -> np.ndarray:
+        async with self._semaphore:
+            protocol = "json" if self.protocol == "json" else "binary"
+            response = await self._post(plan, chunk, protocol)
+            if (self.protocol == "auto" and protocol == "binary"
+                    and response.status_code in (400, 415, 501)
+                    and not _says_batch_too_large(response)):
+                fallback = await self._post(plan, chunk, "json")  # maybe binary is the problem
+                if fallback.status_code == 200:
+                    self.protocol = "json"  # this server takes JSON only: stop trying binary
+                response = fallback
+        status = response.status_code
+        if status == 200:
+            if self.protocol == "auto":
+                self.protocol = "binary"
+            return labels_from_response(response, chunk.n)
+        if chunk.n > 1 and (status == 413 or _says_batch_too_large(response)):
+            halves = await asyncio.gather(*(self._infer_chunk(plan, c) for c in chunk.halves()))
+            return np.concatenate(halves)
+        if status == 404:
+            raise ModelNotFoundError(f"model {plan.model!r} not found at {self.url} "
+                                     f"(server: {_error_message(response)})")
+        raise RequestRejectedError(f"{plan.model} at {self.url} refused {chunk.n} image(s) "
+                                   f"{plan.datatype} {plan.wire_shape(chunk.n)} with "
+                                   f"{status}: {_error_message(response)}")
+
+    async def infer_prepared(self, prepared: PreparedQuery) -> np.ndarray:
+        """Labels int64 [N] for all images of ``prepared`` (its requests run concurrently,
+        at most ``concurrency`` in flight across the client). :class:`QueryFailedError` if any
+        request outlasts its retries."""
+        parts = await asyncio.gather(*(self._infer_chunk(prepared.plan, chunk)
+                                       for chunk in prepared.chunks))
+        return np.concatenate(parts)
+
+    async def infer(self, model: str, images: Any,
+                    meta: ModelMetadata | None = None) -> np.ndarray:
+        """Labels int64 [N] of float images [N, C, H, W] in [0, 1] (metadata fetched if needed)."""
+        meta = meta or await self.model_metadata(model)
+        return await self.infer_prepared(self.prepare(meta, images))
