@@ -61,7 +61,7 @@ class DynamicBatcher:
 
     def __init__(self, name: str, execute: Execute, *, max_batch_size: int,
                  max_queue_delay_s: float, max_queue_size: int, metrics: ModelMetrics,
-                 batch_sleep_s: float = 0.0) -> None:
+                 torch_threads: int | None = None, batch_sleep_s: float = 0.0) -> None:
         self.name = name
         self._execute = execute
         self.max_batch_size = max_batch_size
@@ -69,6 +69,7 @@ class DynamicBatcher:
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue_size)
         self._metrics = metrics
         self._batch_sleep_s = batch_sleep_s
+        self._torch_threads = torch_threads
         self._carry: Job | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, name=f"batcher-{name}", daemon=True)
@@ -135,6 +136,10 @@ class DynamicBatcher:
         return jobs
 
     def _work(self) -> None:
+        if self._torch_threads:
+            # torch's intra-op setting is per thread: a new thread would start with OpenMP's
+            # default team and run several times slower on a busy machine
+            torch.set_num_threads(self._torch_threads)
         while not self._stop.is_set():
             first = self._take(0.1)
             if first is None:

@@ -92,6 +92,8 @@ class ServedModel:
         self.transform: nn.Module | None = None
         self.batcher: DynamicBatcher | None = None
         self._generator = _make_generator(settings.seed)
+        #: intra-op threads for torch in the loader and worker threads (per-thread in torch)
+        self.torch_threads = settings.workers_threads or torch.get_num_threads()
         self._ready = threading.Event()
         self.error: str | None = None
 
@@ -102,8 +104,8 @@ class ServedModel:
         return self._ready.is_set()
 
     def load(self, stop: threading.Event) -> None:
-        """Load the backend, warm up, start the worker; then ready (worker thread of the
-        manager)."""
+        """Load the backend, warm up, start the worker; then ready (loader thread)."""
+        torch.set_num_threads(self.torch_threads)
         self.transform = build_transform(self.plan.preprocessing)
         if self.transform is not None:
             self.transform = self.transform.to(self.device).eval()
@@ -118,7 +120,7 @@ class ServedModel:
             self.name, self.execute, max_batch_size=self.settings.max_batch_size,
             max_queue_delay_s=self.settings.max_queue_delay_ms / 1000.0,
             max_queue_size=self.settings.max_queue_size, metrics=self.metrics,
-            batch_sleep_s=self.settings.batch_sleep_ms / 1000.0)
+            torch_threads=self.torch_threads, batch_sleep_s=self.settings.batch_sleep_ms / 1000.0)
         self.batcher.start()
         self._ready.set()
         self.metrics.ready.set(1)
