@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo zoo bench clean-venv
+.PHONY: setup data-check test lint demo zoo zoo-models clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,28 @@ lint: setup
 demo: setup
 	$(PY) -m verifier_client demo --repository zoo
 
-zoo: setup
-	$(PY) -m models zoo build --out zoo
+# The default zoo. Every step is skipped when its output exists, so `make zoo` resumes.
+METHODS := ipguard cae vce rce rce-gm rce-lt
+POOLS := build/pools
+zoo: setup zoo-models $(METHODS:%=zoo/fingerprints/%.safetensors) zoo/calibration.json
+
+zoo-models:
+	$(PY) -m models zoo --out zoo
+
+$(POOLS)/surrogates/pools.json: zoo/target/config.json
+	$(PY) -m verifier_client pools --target zoo/target --out-surrogates $(POOLS)/surrogates \
+	  --out-references $(POOLS)/references
+
+zoo/fingerprints/cae.safetensors: $(POOLS)/surrogates/pools.json
+	$(PY) -m verifier_client generate --method cae --target zoo/target --n 100 --seed 0 \
+	  --pools $(POOLS)/surrogates/pools.json --out $@
+
+zoo/fingerprints/%.safetensors: zoo/target/config.json
+	$(PY) -m verifier_client generate --method $* --target zoo/target --n 100 --seed 0 --out $@
+
+zoo/calibration.json: $(METHODS:%=zoo/fingerprints/%.safetensors)
+	$(PY) -m verifier_client calibrate --fingerprints zoo/fingerprints \
+	  --independent $(sort $(wildcard zoo/indep-*)) --out $@
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,0 +1,36 @@
+"""``python -m verifier_client demo``: serve the shipped zoo, verify its pirates, print verdicts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from models.commands.common import positive_int
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo", help="serve the zoo's pirate models and verify them (the README's first command)",
+        description="Start the label-only server on 127.0.0.1 over the repository, verify the "
+                    "plain copy, the baseline pirates, the CSRP pirates and one independent "
+                    "model with every fingerprint set, print the verdict table, stop the server.")
+    p.add_argument("--repository", type=Path, default=Path("zoo"))
+    p.add_argument("--fingerprints", type=Path, default=None,
+                   help="folder of fingerprint sets (default REPOSITORY/fingerprints)")
+    p.add_argument("--calibration", type=Path, default=None,
+                   help="calibration file (default REPOSITORY/calibration.json)")
+    p.add_argument("--repeats", type=positive_int, default=20,
+                   help="queries of each set per model (paper: 100; default 20 keeps the demo "
+                        "within a few minutes on 2 cores)")
+    p.add_argument("--models", default=None, help="comma-separated served models to verify")
+    p.add_argument("--json", type=Path, default=None, help="write all reports here")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from verifier_client.demo import run_demo
+
+    run_demo(args.repository, args.fingerprints or args.repository / "fingerprints",
+             args.calibration or args.repository / "calibration.json", args.repeats,
+             args.models.split(",") if args.models else None, args.json)
+    return 0

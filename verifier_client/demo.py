@@ -1,0 +1,97 @@
+"""The main demo: serve the shipped zoo, verify every pirate entry remotely, print verdicts.
+
+Starts ``python -m server`` on 127.0.0.1 over the repository, verifies each served model with
+the repository's fingerprint sets against its calibration (the same code path as
+``python -m verifier_client verify``), prints one verdict table, and stops the server.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from models.atomic import write_json
+from models.errors import UserError
+from models.repository import list_entries, load_config
+from verifier_client.calibration import load_calibration, load_fingerprint_files
+from verifier_client.local_server import LocalServer
+from verifier_client.verification import verify
+
+#: Served in this order when present: the untouched copy, the paper's baseline pirates, the
+#: CSRP pirates, the RDG ablation, and one independent model for contrast.
+DEMO_MODELS = ("copy", "int8", "prune-0.1", "prune-0.5", "ftal", "csrp", "csrp-ft", "rdg-ft",
+               "indep-01")
+
+
+def demo_models(repository: Path, wanted: list[str] | None) -> list[str]:
+    present = set(list_entries(repository))
+    if wanted:
+        missing = [m for m in wanted if m not in present]
+        if missing:
+            raise UserError(f"{repository}: no model(s) {', '.join(missing)}")
+        return wanted
+    chosen = [m for m in DEMO_MODELS if m in present]
+    if not chosen:
+        raise UserError(f"{repository}: none of the demo models ({', '.join(DEMO_MODELS)}) exist; "
+                        "build the zoo with `make zoo`")
+    return chosen
+
+
+def run_demo(repository: Path, fingerprints: Path, calibration: Path, repeats: int,
+             models: list[str] | None = None, json_out: Path | None = None) -> dict[str, Any]:
+    """Serve, verify every chosen model, print the verdict table; returns the summary."""
+    names = demo_models(repository, models)
+    sets = load_fingerprint_files([fingerprints])
+    document = load_calibration(calibration)
+    started = time.perf_counter()
+    reports = []
+    with LocalServer(repository, "--models", ",".join(names), threads=2, quiet=True) as server:
+        print(f"serving {', '.join(names)} at {server.url} "
+              f"(ready after {time.perf_counter() - started:.1f} s)", flush=True)
+        for name in names:
+            report = verify(server.url, name, sets, document, repeats=repeats,
+                            show_progress=True)
+            report["preprocessing"] = load_config(repository / name).preprocessing
+            reports.append(report)
+    summary = {"repository": str(repository), "repeats": repeats,
+               "seconds": round(time.perf_counter() - started, 1), "reports": reports}
+    print_verdicts(summary)
+    if json_out is not None:
+        write_json(json_out, summary)
+    return summary
+
+
+def _preprocessing(spec: dict[str, Any] | None) -> str:
+    if not spec:
+        return "none"
+    return spec["name"] + "(" + ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name") + ")"
+
+
+def print_verdicts(summary: dict[str, Any]) -> None:
+    """One row per served model, one column per method: mean matching rate and verdict."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    reports = summary["reports"]
+    methods = [row["method"] for row in reports[0]["methods"]]
+    table = Table(title=f"Ownership verdicts ({summary['repeats']} repeats x N fingerprints per "
+                        "method; MR = mean matching rate)", box=box.SIMPLE_HEAD)
+    table.add_column("served model")
+    table.add_column("preprocessing")
+    for method in methods:
+        table.add_column(method, justify="right")
+    for report in reports:
+        cells = []
+        for row in report["methods"]:
+            style = "bold red" if row["verdict"] == "stolen" else "green"
+            word = "stolen" if row["verdict"] == "stolen" else "not proven"
+            cells.append(f"{row['mr_mean']:.2f} [{style}]{word}[/{style}]")
+        table.add_row(report["model"], _preprocessing(report.get("preprocessing")), *cells)
+    thresholds = "  ".join(f"{row['method']} > {row['threshold']:.2f}"
+                           for row in reports[0]["methods"])
+    console = Console()
+    console.print(table)
+    console.print(f"stolen when MR exceeds the calibrated threshold: {thresholds}")
+    console.print(f"demo took {summary['seconds']:.0f} s")
