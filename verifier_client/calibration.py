@@ -230,6 +230,7 @@ class FingerprintFile:
     images: np.ndarray  # float32 [N, C, H, W] in [0, 1] on the 8-bit grid
     labels: np.ndarray  # int64 [N]
     metadata: dict[str, Any] = field(default_factory=dict)
+    fingerprint_set: Any = field(default=None, repr=False)  # the loaded FingerprintSet
 
     @property
     def n(self) -> int:
@@ -269,21 +270,16 @@ def resolve_set_paths(items: Sequence[str | Path]) -> list[Path]:
     return unique
 
 
-def _read_set(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """``(images, labels, metadata)`` through the project's fingerprint-set format."""
-    from verifier_client.fingerprint_set import FingerprintSet
-
-    fset = FingerprintSet.load(path)
-    return fset.images.numpy(), fset.labels.numpy(), dict(fset.metadata)
-
-
 def load_fingerprint_files(items: Sequence[str | Path]) -> list[FingerprintFile]:
     """Read every set named by ``items`` (files or folders); check shapes and the 8-bit grid."""
+    from verifier_client.fingerprint_set import FingerprintSet
+
     sets = []
     for path in resolve_set_paths(items):
-        images, labels, metadata = _read_set(path)  # validated: shapes, [0, 1], 8-bit grid
-        method = str(metadata.get("method") or path.stem)
-        sets.append(FingerprintFile(path, file_sha256(path), method, images, labels, metadata))
+        fset = FingerprintSet.load(path)  # validated: shapes, [0, 1], 8-bit grid, metadata
+        method = str(fset.metadata.get("method") or path.stem)
+        sets.append(FingerprintFile(path, file_sha256(path), method, fset.images.numpy(),
+                                    fset.labels.numpy(), dict(fset.metadata), fset))
     return sets
 
 
@@ -308,59 +304,31 @@ class IndependentSource:
         return {"name": self.name, "source": "remote", "url": self.url, "model": self.model}
 
 
-def _preprocess_fn(preprocessing: dict[str, Any] | None, seed: int) -> Callable[[Any], Any]:
-    """The entry's randomized preprocessing as ``images -> images`` (identity when none)."""
-    if not preprocessing:
-        return lambda images: images
-    import torch
-
-    try:
-        from models.transforms import build_transform  # type: ignore[attr-defined]
-    except ImportError:
-        build_transform = None
-    generator = torch.Generator().manual_seed(seed)
-    if build_transform is not None:
-        transform = build_transform(preprocessing)
-        return lambda images: transform(images, generator=generator)
-    name = preprocessing.get("name")
-    params = {k: v for k, v in preprocessing.items() if k != "name"}
-    if name == "csrp":
-        from models.transforms.csrp import csrp
-
-        return lambda images: csrp(images, params["sigma"], int(params["p"]),
-                                   generator=generator)
-    if name == "rdg":
-        from models.transforms.rdg import rdg
-
-        return lambda images: rdg(images, **params, generator=generator)
-    raise UserError(f"unknown preprocessing {name!r} in an independent model's config")
-
-
 def local_rates(path: Path, sets: Sequence[FingerprintFile], repeats: int = 1,
                 seed: int = 0) -> list[float]:
-    """Matching rate of the repository entry at ``path`` on each set, in-process, with the
-    entry's preprocessing applied (averaged over ``repeats`` draws when it has one)."""
-    import torch
-
+    """Matching rate of the repository entry at ``path`` on each set, in-process
+    (``verifier_client.matching.matching_rates``), through the entry's preprocessing when it has
+    one (built by ``models.transforms.build_transform``, as the server builds it), averaged over
+    ``repeats`` seeded draws."""
     from models.repository import load_config
     from models.runtime import load_predictor
+    from models.transforms import build_transform
+    from verifier_client.matching import matching_rates
 
     config = load_config(path)
+    try:
+        transform = build_transform(config.preprocessing)
+    except ValueError as error:
+        raise UserError(f"{path}: preprocessing {error}") from None
     predictor = load_predictor(path)
     rates = []
     for fset in sets:
         if list(fset.images.shape[1:]) != list(config.input_shape):
             raise UserError(f"{fset.path.name}: images are {list(fset.images.shape[1:])} "
                             f"[C, H, W] but {path.name} takes {config.input_shape}")
-        images = torch.from_numpy(fset.uint8_images).to(torch.float32).div_(255.0)
-        labels = torch.from_numpy(fset.labels)
-        draws = repeats if config.preprocessing else 1
-        preprocess = _preprocess_fn(config.preprocessing, seed)
-        total = 0.0
-        for _ in range(draws):
-            predicted = predictor.predict(preprocess(images)).cpu()
-            total += float((predicted == labels).to(torch.float64).mean())
-        rates.append(total / draws)
+        result = matching_rates(predictor, fset.fingerprint_set, transform,
+                                repeats if transform is not None else 1, seed)
+        rates.append(result.mean)
     return rates
 
 

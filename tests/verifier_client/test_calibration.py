@@ -257,3 +257,32 @@ def test_uint8_view_is_exact() -> None:
 
     fset = FingerprintFile(Path("x"), "", "m", grid.numpy(), np.zeros(1, np.int64))
     assert fset.uint8_images.ravel().tolist() == list(range(256))
+
+
+def test_local_rates_apply_the_entry_preprocessing(tiny_repo: Path, fmnist_test,
+                                                   tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An independent model with CSRP in its config is measured through CSRP, seeded draws
+    averaged over ``repeats``."""
+    import shutil
+
+    from models.atomic import write_json
+    from models.repository import load_config
+    from models.runtime import load_predictor
+    from verifier_client.calibration import local_rates
+
+    monkeypatch.setenv("CSRP_COMPILE", "0")
+    entry = tmp_path / "indep-csrp"
+    shutil.copytree(tiny_repo / "indep-1", entry)
+    config = load_config(entry).model_copy(update={
+        "name": "indep-csrp", "preprocessing": {"name": "csrp", "sigma": 1.16, "p": 3}})
+    write_json(entry / "config.json", json.loads(config.model_dump_json()))
+    images = fmnist_test.floats(slice(0, 60))
+    make_set(tmp_path / "s.safetensors", images,
+             load_predictor(tiny_repo / "target").predict(images), "m")
+    sets = load_fingerprint_files([tmp_path / "s.safetensors"])
+    plain = local_rates(tiny_repo / "indep-1", sets)
+    first = local_rates(entry, sets, repeats=4, seed=1)
+    assert first == local_rates(entry, sets, repeats=4, seed=1)  # seeded: replays exactly
+    assert first != plain and 0.0 < first[0] < 1.0
+    assert first[0] * 60 * 4 == pytest.approx(round(first[0] * 60 * 4))  # mean of 4 draws
