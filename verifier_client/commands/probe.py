@@ -38,7 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options = client_kwargs(args)
-    options.pop("protocol")
     images = load_inputs(args.inputs) if args.inputs else None
     result = probe(args.url, args.model, images, trials=args.trials, count=args.count,
                    seed=args.seed, **options)
