@@ -13,6 +13,7 @@ Logits never leave a backend: ``labels`` returns the argmax only.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Protocol
 
@@ -23,6 +24,8 @@ from models.errors import UserError
 from models.onnx_export import INPUT_NAME, OUTPUT_NAME
 from models.repository import ONNX_FILE, WEIGHTS_FILE, ModelConfig
 from models.runtime import TorchPredictor
+
+log = logging.getLogger("server.backends")
 
 
 class Backend(Protocol):
@@ -72,7 +75,9 @@ class OnnxBackend:
     platform = "onnxruntime_onnx"
 
     def __init__(self, path: Path, device: torch.device, num_classes: int,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, strict: bool = True) -> None:
+        """``strict``: a cuda ``device`` must get the CUDA provider (else ``UserError``); with
+        ``strict=False`` (``--device auto``) the session falls back to the CPU provider."""
         import onnxruntime as ort
 
         onnx_path = path / ONNX_FILE
@@ -83,27 +88,33 @@ class OnnxBackend:
         options.log_severity_level = 3
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers: list[str | tuple[str, dict[str, str]]] = ["CPUExecutionProvider"]
+        cuda_available = "CUDAExecutionProvider" in ort.get_available_providers()
         if device.type == "cuda":
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
+            if not cuda_available and strict:
                 raise UserError("device cuda asked for but this ONNX Runtime has no CUDA "
                                 "provider (install onnxruntime-gpu, not onnxruntime)")
-            providers.insert(0, ("CUDAExecutionProvider", {"device_id": str(device.index or 0)}))
+            if cuda_available:
+                providers.insert(0, ("CUDAExecutionProvider",
+                                     {"device_id": str(device.index or 0)}))
         try:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
         except Exception as error:
             raise UserError(f"{onnx_path}: cannot load ONNX graph ({error})") from None
         self.providers: list[str] = list(self.session.get_providers())
-        if device.type == "cuda" and "CUDAExecutionProvider" not in self.providers:
-            raise UserError(f"{onnx_path}: the CUDA provider failed to start (providers in use: "
-                            f"{', '.join(self.providers)}); use --device cpu")
+        on_cuda = "CUDAExecutionProvider" in self.providers
+        if device.type == "cuda" and not on_cuda:
+            if strict:
+                raise UserError(f"{onnx_path}: the CUDA provider failed to start (providers in "
+                                f"use: {', '.join(self.providers)}); use --device cpu")
+            log.warning("%s: CUDA provider unavailable, running on the CPU provider", onnx_path)
         self.device = device
         self.num_classes = num_classes
-        self._io_binding = device.type == "cuda"
+        self._io_binding = device.type == "cuda" and on_cuda
 
     def labels(self, images: torch.Tensor) -> np.ndarray:
         if self._io_binding:
             return self._labels_cuda(images)
-        array = np.ascontiguousarray(images.detach().numpy())
+        array = np.ascontiguousarray(images.detach().cpu().numpy())
         logits = self.session.run([OUTPUT_NAME], {INPUT_NAME: array})[0]
         return logits.argmax(1).astype(np.int64)
 
@@ -124,7 +135,7 @@ class OnnxBackend:
 
 
 def load_backend(path: Path, config: ModelConfig, backend: str, device: torch.device,
-                 threads: int | None = None) -> Backend:
+                 threads: int | None = None, strict: bool = True) -> Backend:
     if backend == "torch":
         return TorchBackend(path, device)
-    return OnnxBackend(path, device, config.num_classes, threads)
+    return OnnxBackend(path, device, config.num_classes, threads, strict)

@@ -110,7 +110,8 @@ class ServedModel:
         if self.transform is not None:
             self.transform = self.transform.to(self.device).eval()
         self.backend = load_backend(self.plan.path, self.config, self.plan.backend, self.device,
-                                    self.settings.workers_threads)
+                                    self.settings.workers_threads,
+                                    strict=self.settings.device != "auto")
         if self.settings.warmup_delay_s:
             stop.wait(self.settings.warmup_delay_s)  # testing hook: slow warm-up
         if stop.is_set():
