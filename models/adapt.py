@@ -1,0 +1,373 @@
+"""The data-limited pirate (seed paper, section 4): adapt a stolen copy to its own preprocessing.
+
+The pirate serves ``f^g(g(x))``: ``g`` is a random transform (CSRP, or RDG as the paper's
+ablation) and ``f^g`` is the stolen model fine-tuned (all layers) on ``g``-augmented clean data,
+a seeded ``fraction`` of the training set, for a few epochs. With ``epochs = 0`` it is the
+data-free pirate: the same weights, served behind ``g``.
+
+* ``transform_spec(...)``: command-line options -> the config.json preprocessing spec, validated
+  (``UserError`` naming the option and its range);
+* ``batch_transform(spec)``: the spec as the ``(images, generator) -> images`` callable that
+  ``models.training.fit`` and ``accuracy`` take (fresh per-sample draws from the generator);
+* ``accuracy_under(...)``: top-1/top-5 over ``repeats`` independent draws, draw ``r`` seeded with
+  ``seed + r`` so that two models evaluated with the same seed see the very same draws;
+* ``adapt_model`` / ``adapt_entry``: the fine-tuning loop (``models.modify.finetune``, i.e.
+  ``models.training.fit``: random crop + flip, *then* the transform) and the repository entry
+  whose config carries the preprocessing, so the server applies the same ``g`` at inference.
+
+CSRP backend: ``models.transforms.csrp`` picks a ``torch.compile``-fused kernel on CPU for
+batches of >= 2**16 elements when no pixel gradient is needed (``backend="auto"``), which costs a
+compile on first use (measured here: ~10 s) and a dynamic-shape recompile on the next new batch
+size (~4 s; a fine-tuning run meets three sizes: the full batches, the last partial batch and
+the evaluation batch). Training needs gradients with respect to the weights only, so the
+transform runs under ``torch.no_grad`` either way, but it is also a negligible part of a step:
+about 0.3 ms eager for 128 x 1 x 28 x 28 against 0.7-5 s for a ResNet-20 forward + backward on
+this 2-core machine. The default here is therefore ``backend="eager"`` (no compile, no
+recompiles); ``"auto"`` / ``"compiled"`` stay available for long runs on large images.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.atomic import atomic_dir, write_json
+from models.datasets import ImageData
+from models.entries import derive_config, finalize_entry
+from models.errors import UserError
+from models.modify.base import comparison_metrics, evaluate, resolve_parent
+from models.modify.finetune import finetune, relative_change
+from models.repository import (
+    CONFIG_FILE,
+    ONNX_FILE,
+    WEIGHTS_FILE,
+    ModelConfig,
+    load_model,
+)
+from models.runtime import load_predictor
+from models.training import BatchTransform, TrainSettings, accuracy
+from models.transforms import TRANSFORMS, build_transform, csrp_geometry
+from models.transforms.csrp import Backend as CsrpBackend
+
+__all__ = [
+    "ADAPT_MODIFICATION",
+    "DATA_FREE_MODIFICATION",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_LR",
+    "DEFAULT_REPEATS",
+    "DrawAccuracy",
+    "accuracy_under",
+    "adapt_entry",
+    "adapt_model",
+    "batch_transform",
+    "check_adapt",
+    "check_spec_fits",
+    "transform_spec",
+]
+
+#: Lineage ``modification`` of a fine-tuned (data-limited) and a data-free pirate, per transform.
+ADAPT_MODIFICATION = {"csrp": "adapt-csrp", "rdg": "adapt-rdg"}
+DATA_FREE_MODIFICATION = {"csrp": "csrp-data-free", "rdg": "rdg-data-free"}
+DEFAULT_LR = 0.01
+DEFAULT_BATCH_SIZE = 128
+DEFAULT_REPEATS = 5
+RDG_DEFAULTS = {"distort_limit": 0.25, "num_cells": 10}
+
+
+# --------------------------------------------------------------------------------------------
+# specs and transforms
+# --------------------------------------------------------------------------------------------
+
+
+def transform_spec(name: str | None, *, sigma: float | None = None, p: int | None = None,
+                   distort_limit: float | None = None,
+                   num_cells: int | None = None) -> dict[str, Any] | None:
+    """The preprocessing spec for ``name`` and its options; ``None`` for ``"none"``/``None``.
+
+    CSRP needs ``sigma`` (> 1) and ``p`` (integer >= 0); RDG takes ``distort_limit`` in [0, 1)
+    and ``num_cells`` >= 1 (defaults 0.25 and 10, the authors' settings). Options that belong to
+    the other transform are refused rather than silently ignored.
+
+    Raises:
+        UserError: unknown name, missing or foreign option, value out of range.
+    """
+    if name is None or name == "none":
+        if any(v is not None for v in (sigma, p, distort_limit, num_cells)):
+            raise UserError("--sigma/--p/--distort-limit/--num-cells need --transform csrp or rdg")
+        return None
+    if name not in TRANSFORMS:
+        raise UserError(f"unknown transform {name!r}; choose one of "
+                        f"{', '.join(sorted(TRANSFORMS))} (or none)")
+    if name == "csrp":
+        if distort_limit is not None or num_cells is not None:
+            raise UserError("--distort-limit/--num-cells belong to --transform rdg, not csrp")
+        if sigma is None or p is None:
+            raise UserError("--transform csrp needs --sigma (> 1) and --p (integer >= 0)")
+        spec: dict[str, Any] = {"name": "csrp", "sigma": float(sigma), "p": p}
+    else:
+        if sigma is not None or p is not None:
+            raise UserError("--sigma/--p belong to --transform csrp, not rdg")
+        spec = {"name": "rdg",
+                "distort_limit": float(RDG_DEFAULTS["distort_limit"] if distort_limit is None
+                                       else distort_limit),
+                "num_cells": RDG_DEFAULTS["num_cells"] if num_cells is None else num_cells}
+    try:
+        module = build_transform(spec)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    assert module is not None
+    return module.spec()
+
+
+def check_spec_fits(spec: dict[str, Any] | None, input_shape: list[int]) -> None:
+    """``UserError`` when a CSRP spec makes a ``[C, H, W]`` image vanish (``Hmax - p < 1``)."""
+    if spec is None or spec.get("name") != "csrp":
+        return
+    _, height, width = input_shape
+    try:
+        csrp_geometry(height, width, spec["sigma"], spec["p"])
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
+def batch_transform(spec: dict[str, Any] | nn.Module | None,
+                    backend: CsrpBackend = "eager") -> BatchTransform | None:
+    """``spec`` (or a built transform module) as ``transform(images, generator)`` for
+    ``fit`` / ``accuracy``: fresh per-sample parameters from ``generator`` every call, run under
+    ``torch.no_grad`` (the pixels never need a gradient here). ``backend`` is CSRP's kernel
+    choice (see the module docstring for why ``"eager"`` is the default)."""
+    module = spec if isinstance(spec, nn.Module) else build_transform(spec)
+    if module is None:
+        return None
+    if hasattr(module, "backend"):
+        module.backend = backend
+
+    def apply(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        with torch.no_grad():
+            return module(images, generator)
+
+    return apply
+
+
+# --------------------------------------------------------------------------------------------
+# accuracy over random draws
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DrawAccuracy:
+    """Top-1/top-5 of one model on one dataset, one value per transform draw.
+
+    Draw ``r`` used a generator seeded with ``seeds[r]``; without a transform there is a single
+    (deterministic) draw and the spread is 0.
+    """
+
+    top1s: list[float]
+    top5s: list[float]
+    seeds: list[int] = field(default_factory=list)
+    samples: int = 0
+
+    @property
+    def repeats(self) -> int:
+        return len(self.top1s)
+
+    @property
+    def top1(self) -> float:
+        return statistics.fmean(self.top1s)
+
+    @property
+    def top5(self) -> float:
+        return statistics.fmean(self.top5s)
+
+    @property
+    def top1_std(self) -> float:
+        return statistics.stdev(self.top1s) if len(self.top1s) > 1 else 0.0
+
+    @property
+    def top5_std(self) -> float:
+        return statistics.stdev(self.top5s) if len(self.top5s) > 1 else 0.0
+
+    def summary(self, prefix: str = "") -> dict[str, float | int]:
+        """Mean, sample standard deviation, min and max of top-1 and top-5 (4 decimals)."""
+        out: dict[str, float | int] = {}
+        for name, values, std in (("top1", self.top1s, self.top1_std),
+                                  ("top5", self.top5s, self.top5_std)):
+            out[f"{prefix}{name}"] = round(statistics.fmean(values), 4)
+            out[f"{prefix}{name}_std"] = round(std, 4)
+            out[f"{prefix}{name}_min"] = round(min(values), 4)
+            out[f"{prefix}{name}_max"] = round(max(values), 4)
+        out[f"{prefix}repeats"] = self.repeats
+        return out
+
+
+def accuracy_under(logits_fn: Callable[[torch.Tensor], torch.Tensor], data: ImageData,
+                   transform: dict[str, Any] | nn.Module | None, repeats: int = DEFAULT_REPEATS,
+                   seed: int = 0, batch_size: int = 500,
+                   backend: CsrpBackend = "eager") -> DrawAccuracy:
+    """Accuracy of ``logits_fn`` (a torch module or ``Predictor.logits``) on ``data`` under
+    ``transform`` (a spec, a module or ``None``), over ``repeats`` independent draws.
+
+    Draw ``r`` is ``models.training.accuracy`` with a generator seeded ``seed + r``: every
+    sample gets its own parameters, and two models evaluated with the same ``seed`` and
+    ``batch_size`` see identical draws (a paired comparison). ``None`` runs one clean pass.
+    """
+    if repeats < 1:
+        raise UserError(f"repeats must be >= 1, got {repeats}")
+    fn = batch_transform(transform, backend)
+    draws = range(repeats) if fn is not None else range(1)
+    top1s, top5s, seeds = [], [], []
+    for r in draws:
+        result = accuracy(logits_fn, data, fn, repeats=1, seed=seed + r, batch_size=batch_size)
+        top1s.append(result.top1)
+        top5s.append(result.top5)
+        seeds.append(seed + r)
+    return DrawAccuracy(top1s, top5s, seeds, len(data))
+
+
+# --------------------------------------------------------------------------------------------
+# the pirate
+# --------------------------------------------------------------------------------------------
+
+
+def check_adapt(epochs: int, fraction: float, lr: float, batch_size: int = DEFAULT_BATCH_SIZE,
+                repeats: int = DEFAULT_REPEATS) -> None:
+    """``UserError`` naming the first bad setting (``epochs = 0`` is the data-free pirate)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise UserError(f"--epochs must be an integer >= 0 (0 = data-free), got {epochs}")
+    if not (math.isfinite(fraction) and 0.0 < fraction <= 1.0):
+        raise UserError(f"--fraction (the pirate's share of the training set) must be in "
+                        f"(0, 1], got {fraction}")
+    if not (math.isfinite(lr) and 0.0 < lr <= 10.0):
+        raise UserError(f"--lr must be in (0, 10], got {lr}")
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    if repeats < 1:
+        raise UserError(f"--repeats must be >= 1, got {repeats}")
+
+
+def adapt_model(model: nn.Module, train: ImageData, spec: dict[str, Any], epochs: int,
+                lr: float = DEFAULT_LR, seed: int = 0, batch_size: int = DEFAULT_BATCH_SIZE,
+                backend: CsrpBackend = "eager", description: str = "adapt",
+                show_progress: bool = True) -> nn.Module:
+    """Fine-tune all layers of ``model`` in place on ``train`` seen through ``spec``.
+
+    Every batch: seeded random crop + flip, then the transform with fresh per-sample parameters,
+    all drawn from one generator seeded by ``seed`` (``models.training.fit`` via
+    ``models.modify.finetune``): SGD + Nesterov, one-cycle cosine schedule peaking at ``lr``.
+    Returns the model in eval mode.
+    """
+    transform = batch_transform(spec, backend)
+    if transform is None:
+        raise UserError("adaptation needs a transform (csrp or rdg); plain fine-tuning is "
+                        "`python -m models modify ftal`")
+    settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    return finetune(model, train, settings, transform=transform, description=description,
+                    show_progress=show_progress)
+
+
+def _augment_label(spec: dict[str, Any]) -> str:
+    return f"random-crop+hflip, then {spec['name']} (fresh per-sample draws every batch)"
+
+
+def adapt_entry(parent: str | Path, out: str | Path, spec: dict[str, Any],
+                train: ImageData | None, test: ImageData, epochs: int = 2,
+                fraction: float = 0.05, lr: float = DEFAULT_LR, seed: int = 0,
+                batch_size: int = DEFAULT_BATCH_SIZE, repeats: int = DEFAULT_REPEATS,
+                backend: CsrpBackend = "eager", show_progress: bool = True) -> ModelConfig:
+    """Write ``out``: the parent adapted to ``spec`` (``epochs >= 1``) or, for ``epochs = 0``,
+    the parent's files unchanged behind ``spec`` (the data-free pirate).
+
+    ``config.preprocessing`` is ``spec``, so a server applies the transform at inference.
+    Lineage: parent, ``adapt-<t>`` / ``<t>-data-free``, the transform's parameters, epochs,
+    fraction and number of training samples (0 when data-free), lr, batch size, seed. Metrics:
+    clean ``test_top1/5`` and ``parent_test_top1/5``, and under the transform (``repeats``
+    draws, the same draws for parent and child) ``transform_top1/5`` with ``_std/_min/_max`` and
+    ``parent_transform_top1/5`` likewise.
+
+    A data-free entry copies the parent's ``model.safetensors`` and ``model.onnx`` byte for byte
+    (so an ONNX-only parent, e.g. int8, works too); adapting needs the parent's safetensors.
+    """
+    parent, out = Path(parent), Path(out)
+    check_adapt(epochs, fraction, lr, batch_size, repeats)
+    parent_config, parent_ref = resolve_parent(parent, out)
+    spec = transform_spec(spec.get("name"), **{k: v for k, v in spec.items() if k != "name"})
+    if spec is None:
+        raise UserError("adaptation needs a transform (csrp or rdg)")
+    check_spec_fits(spec, parent_config.input_shape)
+    if epochs == 0:
+        return _data_free_entry(parent, out, parent_config, parent_ref, spec, test, seed,
+                                repeats, backend)
+    if train is None:
+        raise UserError("adapting with --epochs >= 1 needs the training split")
+    model, _ = load_model(parent)
+    started = time.perf_counter()
+    parent_clean = evaluate(model, test)
+    parent_under = accuracy_under(model, test, spec, repeats, seed, backend=backend)
+    subset = train.subset(fraction, seed)
+    initial = {name: p.detach().clone() for name, p in model.named_parameters()}
+    train_started = time.perf_counter()
+    adapt_model(model, subset, spec, epochs, lr=lr, seed=seed, batch_size=batch_size,
+                backend=backend, description=f"adapt {out.name}", show_progress=show_progress)
+    train_seconds = time.perf_counter() - train_started
+    child_clean = evaluate(model, test)
+    child_under = accuracy_under(model, test, spec, repeats, seed, backend=backend)
+    parameters = {"transform": spec["name"], **_spec_parameters(spec), "epochs": epochs,
+                  "fraction": fraction, "train_samples": len(subset), "lr": lr,
+                  "batch_size": batch_size, "layers": "all",
+                  "optimizer": "sgd-nesterov-0.9-wd5e-4-onecycle", "augment": _augment_label(spec),
+                  "eval_repeats": repeats}
+    if parent_config.preprocessing is not None:
+        parameters["parent_preprocessing"] = parent_config.preprocessing
+    config = derive_config(parent_config, parent_ref, out.name, ADAPT_MODIFICATION[spec["name"]],
+                           parameters, seed=seed, preprocessing=spec)
+    extra = {**comparison_metrics(parent_clean, child_clean, len(test)),
+             **child_under.summary("transform_"), **parent_under.summary("parent_transform_"),
+             "transform_seed": seed, "weight_relative_change":
+                 round(relative_change(initial, model), 6),
+             "train_seconds": round(train_seconds, 1),
+             "seconds": round(time.perf_counter() - started, 1)}
+    return finalize_entry(out, model, config, test, extra_metrics=extra)
+
+
+def _spec_parameters(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k != "name"}
+
+
+def _data_free_entry(parent: Path, out: Path, parent_config: ModelConfig, parent_ref: str,
+                     spec: dict[str, Any], test: ImageData, seed: int, repeats: int,
+                     backend: CsrpBackend) -> ModelConfig:
+    started = time.perf_counter()
+    predictor = load_predictor(parent)
+    clean = evaluate(predictor.logits, test)
+    under = accuracy_under(predictor.logits, test, spec, repeats, seed, backend=backend)
+    parameters = {"transform": spec["name"], **_spec_parameters(spec), "epochs": 0,
+                  "fraction": 0.0, "train_samples": 0, "eval_repeats": repeats}
+    if parent_config.preprocessing is not None:
+        parameters["parent_preprocessing"] = parent_config.preprocessing
+    config = derive_config(parent_config, parent_ref, out.name,
+                           DATA_FREE_MODIFICATION[spec["name"]], parameters, seed=seed,
+                           preprocessing=spec)
+    metrics = {"test_top1": round(clean.top1, 4), "test_top5": round(clean.top5, 4),
+               **comparison_metrics(clean, clean, len(test)),
+               **under.summary("transform_"), **under.summary("parent_transform_"),
+               "transform_seed": seed, "weight_relative_change": 0.0,
+               "seconds": round(time.perf_counter() - started, 1)}
+    for key in ("onnx_max_abs_logit_diff",):
+        if key in parent_config.metrics:
+            metrics[key] = parent_config.metrics[key]
+    config = config.model_copy(update={"name": out.name, "metrics": metrics})
+    with atomic_dir(out) as tmp:
+        for name in (WEIGHTS_FILE, ONNX_FILE):
+            if (parent / name).is_file():
+                shutil.copyfile(parent / name, tmp / name)
+        write_json(tmp / CONFIG_FILE, config.model_dump(mode="json"))
+    return config
