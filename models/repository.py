@@ -114,9 +114,24 @@ def load_config(path: str | Path) -> ModelConfig:
         raise UserError(f"{config_path}: invalid config ({where}: {first['msg']})") from None
 
 
-def _refuse_pickles(path: Path) -> None:
+def looks_like_safetensors(head: bytes, size: int) -> bool:
+    """A safetensors file starts with a little-endian u64 header length, then a JSON ``{``."""
+    if len(head) < 9:
+        return False
+    header_length = int.from_bytes(head[:8], "little")
+    return 2 <= header_length <= size - 8 and head[8:9] == b"{"
+
+
+def refuse_pickles(path: Path) -> None:
+    """Raise ``UserError`` when ``path`` is a pickle or ``torch.save`` archive, not safetensors.
+
+    A safetensors header length whose low byte is 0x80 also starts with the pickle opcode, so
+    the safetensors layout is checked first.
+    """
     with path.open("rb") as handle:
-        head = handle.read(4)
+        head = handle.read(9)
+    if looks_like_safetensors(head, path.stat().st_size):
+        return
     if head.startswith(_PICKLE_MAGIC):
         raise UserError(f"{path}: looks like a pickle/torch.save file; refusing to unpickle it "
                         "(only safetensors and ONNX are loaded)")
@@ -127,7 +142,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: missing weights file")
-    _refuse_pickles(path)
+    refuse_pickles(path)
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:

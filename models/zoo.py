@@ -43,7 +43,7 @@ from models.repository import (
 from models.training import TrainSettings
 
 #: CSRP setting of the zoo, chosen from the sweep in results/sweep/ (see its README).
-ZOO_CSRP = {"name": "csrp", "sigma": 1.3, "p": 4}
+ZOO_CSRP = {"name": "csrp", "sigma": 1.23, "p": 6}
 #: RDG setting of the ablation entry (the authors' distort limit).
 ZOO_RDG = {"name": "rdg", "distort_limit": 0.25, "num_cells": 10}
 ARCH, DATASET, EPOCHS = "resnet20", "fashion-mnist", 2
@@ -110,8 +110,8 @@ def steps(independents: int) -> list[Step]:
                                               data.test, epochs=4, fraction=PIRATE_FRACTION,
                                               seed=PIRATE_SEED)),
         ("csrp", adapt("csrp", ZOO_CSRP, 0)),
-        ("csrp-ft", adapt("csrp-ft", ZOO_CSRP, 4)),
-        ("rdg-ft", adapt("rdg-ft", ZOO_RDG, 4)),
+        ("csrp-ft", adapt("csrp-ft", ZOO_CSRP, 3)),
+        ("rdg-ft", adapt("rdg-ft", ZOO_RDG, 3)),
     ]
     return result
 

@@ -260,3 +260,18 @@ def test_corrupt_onnx_is_refused(entry):
         load_predictor(path, "onnx")
     with pytest.raises(UserError, match="unknown backend 'tflite'"):
         load_predictor(path, "tflite")
+
+
+def test_safetensors_whose_header_length_starts_with_0x80_is_not_taken_for_a_pickle(tmp_path):
+    """Regression: a valid header length with low byte 0x80 begins like a pickle (opcode PROTO)."""
+    from safetensors.torch import save_file
+
+    from models.repository import load_state_dict
+
+    path = tmp_path / "w.safetensors"
+    for pad in range(300):
+        save_file({"a": torch.zeros(3)}, str(path), metadata={"x": "y" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    assert set(load_state_dict(path)) == {"a"}
