@@ -1,0 +1,147 @@
+"""``python -m verifier_client generate``: a fingerprint set for a target model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from models.commands.common import existing_entry, positive_int
+from models.datasets import load_dataset
+from models.entries import set_threads
+from models.errors import UserError
+from models.repository import load_model
+from verifier_client.fingerprint_set import target_metadata
+from verifier_client.fingerprints import (
+    ProgressEvent,
+    SeedPool,
+    create_method,
+    get_method_class,
+    list_methods,
+    method_parameters,
+)
+from verifier_client.pools import load_pools, pool_paths
+
+EXAMPLES = """examples:
+  python -m verifier_client generate --method ipguard --target zoo/target --n 100 --seed 0 \\
+      --out zoo/fingerprints/ipguard.safetensors
+  python -m verifier_client generate --method rce-lt --target zoo/target --n 100 \\
+      --param k=7 --param steps=200 --out rce-lt.safetensors
+  python -m verifier_client generate --method cae --target zoo/target \\
+      --pools zoo/pools/pools.json --out cae.safetensors
+  python -m verifier_client generate --method cae --target zoo/target \\
+      --surrogates zoo/pools/sur-distill-1,zoo/pools/sur-prune-1 --references zoo/pools/ref-1 \\
+      --param tau=0.5 --out cae.safetensors"""
+
+
+def param_value(text: str) -> tuple[str, Any]:
+    """``key=value``; the value is read as JSON (numbers, true/false, null) or kept as text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip().replace("-", "_"), value
+
+
+def entry_list(text: str) -> list[Path]:
+    return [existing_entry(part) for part in text.split(",") if part]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    methods = list_methods()
+    lines = [f"  {name}: " + ", ".join(f"{k}={v}" for k, v in method_parameters(name).items())
+             for name in methods]
+    p = subparsers.add_parser(
+        "generate", help="generate a fingerprint set for a target model",
+        description="Generate N fingerprint samples that the target labels as recorded, after "
+                    "8-bit quantisation. Method parameters and defaults:\n" + "\n".join(lines),
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--method", required=True, metavar="METHOD",
+                   help=f"one of {', '.join(methods)}")
+    p.add_argument("--target", required=True, type=existing_entry, metavar="REPO/NAME")
+    p.add_argument("--n", type=int, default=100, help="number of samples (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", required=True, type=Path, help="fingerprint set file to write")
+    p.add_argument("--param", action="append", type=param_value, default=[], metavar="KEY=VALUE",
+                   help="method parameter (repeatable), e.g. --param k=5")
+    p.add_argument("--surrogates", type=entry_list, default=None, metavar="REPO/A,REPO/B",
+                   help="CAE surrogate models (comma-separated entries)")
+    p.add_argument("--references", type=entry_list, default=None, metavar="REPO/C,REPO/D",
+                   help="CAE reference models (comma-separated entries)")
+    p.add_argument("--pools", type=Path, default=None, metavar="POOLS_JSON",
+                   help="CAE pools file written by `pools` (instead of the two lists)")
+    p.add_argument("--seed-split", choices=("test", "train"), default="test",
+                   help="split the clean seeds of IPGuard/CAE come from (default test)")
+    p.add_argument("--seed-count", type=positive_int, default=None,
+                   help="use only the first K images of the split as seeds")
+    p.add_argument("--data-root", default=None, help="folder holding the dataset")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
+    p.add_argument("--threads", type=positive_int, default=None)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    set_threads(args.threads)
+    cls = get_method_class(args.method)
+    if args.n < 1:
+        raise UserError(f"--n must be >= 1, got {args.n}")
+    method = create_method(args.method, **dict(args.param))
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device available")
+    model, config = load_model(args.target, args.device)
+    pools = None
+    if args.pools is not None or args.surrogates or args.references:
+        if not cls.uses_pools:
+            raise UserError(f"{args.method} does not use model pools; drop --pools/--surrogates/"
+                            "--references")
+        if args.pools is not None:
+            if args.surrogates or args.references:
+                raise UserError("give --pools or --surrogates/--references, not both")
+            surrogates, references = pool_paths(args.pools)
+        else:
+            surrogates, references = args.surrogates or [], args.references or []
+        pools = load_pools(surrogates, references, args.device)
+        if args.pools is not None:
+            pools.description["pools_file"] = str(args.pools)
+    elif cls.uses_pools:
+        raise UserError(f"{args.method} needs model pools: --pools FILE or --surrogates ... "
+                        "--references ... (build them with `python -m verifier_client pools`)")
+    seeds = None
+    if cls.uses_seeds:
+        data = load_dataset(config.dataset, args.seed_split, args.data_root)
+        if args.seed_count:
+            data = data.take(args.seed_count)
+        seeds = SeedPool.from_any(data)
+    if args.out.is_dir():
+        raise UserError(f"--out {args.out} is a folder; give a file name")
+
+    started = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                  transient=True) as bar:
+        task = bar.add_task(f"{args.method} on {config.name}", total=args.n, status="")
+
+        def progress(event: ProgressEvent) -> None:
+            step = f" step {event.step}/{event.steps}" if event.steps else ""
+            bar.update(task, completed=event.accepted,
+                       status=f"round {event.round}{step}, {event.tried} tried")
+
+        fset = method.generate(model, args.n, generator=torch.Generator().manual_seed(args.seed),
+                               seeds=seeds, pools=pools, progress=progress,
+                               target=target_metadata(args.target, config),
+                               input_shape=config.input_shape)
+    seconds = time.perf_counter() - started
+    fset.save(args.out)
+    meta = fset.metadata
+    print(f"{args.method}: {len(fset)} samples, {meta['candidates_tried']} candidates tried "
+          f"({meta['acceptance_rate']:.0%} accepted, {meta['rounds']} rounds) in {seconds:.1f} s")
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,212 @@
+"""Fingerprint set files (DESIGN 3.4): N samples on the 8-bit grid, their labels and provenance.
+
+One safetensors file, never a pickle::
+
+    tensors   images   float32 [N, C, H, W] in [0, 1], every value k / 255 (so sending the set
+                       as UINT8 over the wire changes nothing)
+              labels   int64 [N], the target's label for each sample (what a stolen copy answers)
+              sources  int64 [N] (optional), index of the clean seed image each sample grew from
+                       in the seed pool named by ``metadata["seeds"]``; -1 for samples from noise
+    header    __metadata__ = {"format": "csrp-fingerprint-set", "format_version": "1",
+                              "metadata": "<JSON object>"}
+
+The metadata JSON holds at least ``method``, ``parameters``, ``target`` (path, name, arch,
+dataset, input shape and the target's lineage), ``seed``, ``code_version``,
+``candidates_tried`` and ``created``. Files are written atomically (temporary name, then rename)
+and validated on load; any corrupt, truncated or inconsistent file is a one-line ``UserError``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+from models.atomic import write_bytes
+from models.errors import UserError
+from models.repository import ModelConfig
+
+FORMAT, FORMAT_VERSION = "csrp-fingerprint-set", "1"
+REQUIRED_METADATA = ("method", "parameters", "target", "seed", "code_version",
+                     "candidates_tried", "created")
+GRID_TOLERANCE = 1e-3  # |x * 255 - round(x * 255)| allowed in float32 (values are k / 255)
+_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def snap_to_grid(images: torch.Tensor) -> torch.Tensor:
+    """Round to the nearest 8-bit level: ``round(clamp(x, 0, 1) * 255) / 255`` (float32)."""
+    return torch.round(images.clamp(0.0, 1.0) * 255.0).div(255.0).to(torch.float32)
+
+
+def on_grid(images: torch.Tensor) -> bool:
+    scaled = images.to(torch.float64) * 255.0
+    return bool((scaled - scaled.round()).abs().max() <= GRID_TOLERANCE) if images.numel() else True
+
+
+def target_metadata(path: str | Path | None, config: ModelConfig | None) -> dict[str, Any]:
+    """What a set records about its target: where it was, what it is, how it was made."""
+    info: dict[str, Any] = {"path": str(path) if path is not None else None}
+    if config is not None:
+        info.update(name=config.name, arch=config.arch, dataset=config.dataset,
+                    input_shape=list(config.input_shape), num_classes=config.num_classes,
+                    lineage=json.loads(config.lineage.model_dump_json()))
+    return info
+
+
+@dataclass
+class FingerprintSet:
+    """``images`` float32 [N, C, H, W] on the 8-bit grid, ``labels`` int64 [N], ``metadata``.
+
+    ``sources`` (int64 [N], optional) indexes the clean seed of each sample (-1: from noise).
+    Construction validates everything, so an instance is always a well-formed set.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    metadata: dict[str, Any] = field(default_factory=dict)
+    sources: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        self.images = self.images.detach().cpu().contiguous()
+        self.labels = self.labels.detach().cpu().contiguous()
+        if self.sources is not None:
+            self.sources = self.sources.detach().cpu().contiguous()
+        problem = self._problem()
+        if problem:
+            raise UserError(f"invalid fingerprint set: {problem}")
+
+    def _problem(self) -> str | None:
+        images, labels = self.images, self.labels
+        if images.dtype != torch.float32 or images.dim() != 4:
+            return f"images must be float32 [N, C, H, W], got {images.dtype} {list(images.shape)}"
+        if images.shape[0] < 1 or any(s < 1 for s in images.shape):
+            return f"images must be non-empty, got shape {list(images.shape)}"
+        if labels.dtype != torch.int64 or labels.shape != (images.shape[0],):
+            return (f"labels must be int64 [{images.shape[0]}], got {labels.dtype} "
+                    f"{list(labels.shape)}")
+        if bool((labels < 0).any()):
+            return "labels must be non-negative class indices"
+        if self.sources is not None and (self.sources.dtype != torch.int64
+                                         or self.sources.shape != labels.shape):
+            return f"sources must be int64 [{labels.shape[0]}]"
+        if not bool(torch.isfinite(images).all()):
+            return "images hold NaN or infinite values"
+        if float(images.min()) < 0.0 or float(images.max()) > 1.0:
+            low, high = float(images.min()), float(images.max())
+            return f"images must lie in [0, 1], found [{low}, {high}]"
+        if not on_grid(images):
+            return "images are not on the 8-bit grid (every value must be k / 255)"
+        if not isinstance(self.metadata, dict):
+            return "metadata must be a JSON object"
+        return None
+
+    # ------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def method(self) -> str:
+        return str(self.metadata.get("method", "?"))
+
+    @property
+    def input_shape(self) -> list[int]:
+        return [int(s) for s in self.images.shape[1:]]
+
+    def as_uint8(self) -> torch.Tensor:
+        """The images as they travel on the wire: uint8 [N, C, H, W] (exact, no rounding loss)."""
+        return torch.round(self.images * 255.0).to(torch.uint8)
+
+    def check_input_shape(self, shape: list[int] | tuple[int, ...], what: str = "model") -> None:
+        """``UserError`` unless ``shape`` ([C, H, W]) is this set's input shape."""
+        if list(shape) != self.input_shape:
+            raise UserError(f"fingerprint set input shape {self.input_shape} does not match the "
+                            f"{what}'s input shape {list(shape)}")
+
+    # ------------------------------------------------------------------ file format
+    def to_bytes(self) -> bytes:
+        tensors = {"images": self.images, "labels": self.labels}
+        if self.sources is not None:
+            tensors["sources"] = self.sources
+        header = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                  "metadata": json.dumps(self.metadata, sort_keys=True, allow_nan=False)}
+        return save_tensors(tensors, metadata=header)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the set atomically (nothing is left behind if anything fails)."""
+        missing = [key for key in REQUIRED_METADATA if key not in self.metadata]
+        if missing:
+            raise UserError(f"fingerprint set metadata lacks {', '.join(missing)}")
+        try:
+            data = self.to_bytes()
+        except (TypeError, ValueError) as error:
+            raise UserError(f"fingerprint set metadata is not JSON ({error})") from None
+        path = Path(path)
+        write_bytes(path, data)
+        return path
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str = "<bytes>") -> FingerprintSet:
+        def bad(why: str) -> UserError:
+            return UserError(f"{where}: not a valid fingerprint set file ({why})")
+
+        def not_safetensors(why: str) -> UserError:
+            # A safetensors file starts with its header length (u64 LE), which may well begin with
+            # 0x80; only a file that is *not* safetensors is named a pickle.
+            if data.startswith(_PICKLE_MAGIC):
+                return bad("looks like a pickle/torch.save file; refusing to unpickle it")
+            return bad(why)
+
+        if len(data) < 8:
+            raise not_safetensors(f"truncated: {len(data)} bytes")
+        (header_len,) = struct.unpack("<Q", data[:8])
+        if header_len > _MAX_HEADER or 8 + header_len > len(data):
+            raise not_safetensors("truncated or corrupt safetensors header")
+        try:
+            header = json.loads(data[8:8 + header_len])
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise not_safetensors("corrupt safetensors header") from None
+        extra = header.get("__metadata__") if isinstance(header, dict) else None
+        if not isinstance(extra, dict) or extra.get("format") != FORMAT:
+            raise bad(f"no {FORMAT!r} header; not written by this tool")
+        if extra.get("format_version") != FORMAT_VERSION:
+            raise bad(f"unsupported format version {extra.get('format_version')!r}")
+        try:
+            metadata = json.loads(extra.get("metadata", ""))
+        except json.JSONDecodeError:
+            raise bad("metadata is not valid JSON") from None
+        if not isinstance(metadata, dict):
+            raise bad("metadata is not a JSON object")
+        missing = [key for key in REQUIRED_METADATA if key not in metadata]
+        if missing:
+            raise bad(f"metadata lacks {', '.join(missing)}")
+        try:
+            tensors = load_tensors(data)
+        except (SafetensorError, ValueError, RuntimeError) as error:
+            raise bad(f"corrupt tensor data: {error}") from None
+        for name in ("images", "labels"):
+            if name not in tensors:
+                raise bad(f"tensor {name!r} missing")
+        unknown = set(tensors) - {"images", "labels", "sources"}
+        if unknown:
+            raise bad(f"unexpected tensors {sorted(unknown)}")
+        try:
+            return cls(tensors["images"], tensors["labels"], metadata, tensors.get("sources"))
+        except UserError as error:
+            raise bad(str(error).removeprefix("invalid fingerprint set: ")) from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> FingerprintSet:
+        """Read and validate a set file; any problem is one ``UserError`` line."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: fingerprint set file not found")
+        return cls.from_bytes(path.read_bytes(), str(path))
+

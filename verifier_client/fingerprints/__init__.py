@@ -1,0 +1,75 @@
+"""The owner's fingerprinting methods, one class per file, registered by name.
+
+``create_method(name, **params)`` -> a ``FingerprintMethod``; ``list_methods()`` -> names.
+``method.generate(model, n, *, generator, seeds=None, pools=None, progress=None, target=None,
+input_shape=None) -> FingerprintSet``.
+
+Registered: ``ipguard`` (Cao et al. 2021), ``cae`` (Lukas et al. 2021), ``vce``, ``rce``,
+``rce-gm``, ``rce-lt`` (Wang et al. 2021). Importing this package registers all of them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from typing import Any
+
+from models.errors import UserError
+from verifier_client.fingerprints import cae, ipguard, rce, rce_gm, rce_lt, vce  # noqa: F401
+from verifier_client.fingerprints.base import (
+    _METHODS,
+    Candidates,
+    FingerprintMethod,
+    GenerationError,
+    ModelPools,
+    ProgressEvent,
+    ProgressFn,
+    Run,
+    SeedPool,
+    register_method,
+    snap,
+)
+
+__all__ = ["Candidates", "FingerprintMethod", "GenerationError", "ModelPools", "ProgressEvent",
+           "ProgressFn", "Run", "SeedPool", "create_method", "get_method_class", "list_methods",
+           "method_parameters", "register_method", "snap"]
+
+
+def list_methods(pattern: str = "*") -> list[str]:
+    """Registered method names matching a shell-style ``pattern``, sorted."""
+    return sorted(name for name in _METHODS if fnmatch.fnmatch(name, pattern))
+
+
+def get_method_class(name: str) -> type[FingerprintMethod]:
+    if name not in _METHODS:
+        raise UserError(f"unknown fingerprinting method {name!r}; choose one of "
+                        f"{', '.join(list_methods())}")
+    return _METHODS[name]
+
+
+def method_parameters(name: str) -> dict[str, Any]:
+    """Each parameter of method ``name`` with its default."""
+    cls = get_method_class(name)
+    defaults: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        for pname, param in inspect.signature(init).parameters.items():
+            if param.kind is param.KEYWORD_ONLY:
+                defaults[pname] = param.default
+    return {pname: defaults[pname] for pname in cls.parameter_names()}
+
+
+def create_method(name: str, **params: Any) -> FingerprintMethod:
+    """An instance of method ``name`` with ``params`` (validated; bad ones raise ``UserError``)."""
+    cls = get_method_class(name)
+    known = cls.parameter_names()
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise UserError(f"{name}: unknown parameter(s) {', '.join(unknown)}; it takes "
+                        f"{', '.join(known)}")
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{name}: bad parameter value ({error})") from None

@@ -1,0 +1,432 @@
+"""Shared loop pieces of every fingerprinting method.
+
+A method turns a batch of candidates into fingerprint samples; this module does the rest, the
+same way for all six methods:
+
+* the optimiser step (``BatchAdam``: Adam on a batch of images whose finished rows can be dropped
+  without disturbing the others' moments; PGD's signed step lives in ``vce.py``),
+* clamping to [0, 1] and snapping to the 8-bit grid (``snap``: ``round(x * 255) / 255``; the
+  straight-through ``snap_ste`` lets a method take its gradient *at* the quantised point, so
+  "the condition holds on the 8-bit image" and "stop optimising" are the same test),
+* acceptance *after quantisation*: a candidate becomes a fingerprint sample only if the target
+  labels its 8-bit image with the sample's label, with a top-1 logit margin of at least
+  ``margin`` (default 0.01) over the runner-up, so that ONNX Runtime, another batch size or
+  thread count cannot flip it (their logits differ from eager torch by ~1e-5),
+* the batched generation loop: rounds of candidates, optimised all at once, until ``n`` samples
+  are accepted; it counts every candidate tried and gives up with a clear error after
+  ``max_rounds`` rounds. The round size adapts to the acceptance rate seen so far (starting from
+  the method's ``expected_acceptance``) and is capped by ``max_batch``.
+
+Randomness: every draw comes from the caller's ``torch.Generator`` (CPU), so the same seed,
+inputs and machine give the same set, bit for bit.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from models.datasets import ImageData
+from models.errors import UserError
+from models.provenance import code_version, utc_now
+from verifier_client.fingerprint_set import FingerprintSet, snap_to_grid
+
+DEFAULT_MARGIN = 0.01
+M = TypeVar("M", bound="FingerprintMethod")
+
+
+class GenerationError(UserError):
+    """Generation could not produce the requested samples (one line for the CLI)."""
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Where a generation stands: ``accepted`` of ``n`` after ``tried`` candidates; the current
+    round and optimisation step within it."""
+
+    method: str
+    accepted: int
+    n: int
+    tried: int
+    round: int
+    step: int
+    steps: int
+
+
+ProgressFn = Callable[[ProgressEvent], None]
+
+
+@dataclass
+class SeedPool:
+    """Clean seed images (float32 [M, C, H, W] in [0, 1]), optional true labels, provenance."""
+
+    images: Tensor
+    labels: Tensor | None = None
+    description: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_any(cls, seeds: SeedPool | ImageData | Tensor | tuple[Tensor, Tensor]) -> SeedPool:
+        if isinstance(seeds, SeedPool):
+            return seeds
+        if isinstance(seeds, ImageData):
+            return cls(seeds.floats(), seeds.labels.clone(),
+                       {"dataset": seeds.info.name, "split": seeds.split, "count": len(seeds),
+                        "source": seeds.source})
+        if isinstance(seeds, tuple):
+            images, labels = seeds
+            return cls(images.to(torch.float32), labels.to(torch.int64), {"count": len(images)})
+        if isinstance(seeds, Tensor):
+            return cls(seeds.to(torch.float32), None, {"count": len(seeds)})
+        raise TypeError(f"seeds must be ImageData, a tensor or (images, labels); got {type(seeds)}")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclass
+class ModelPools:
+    """CAE's pools: ``surrogates`` (derived from the target) and ``references`` (independent)."""
+
+    surrogates: list[nn.Module]
+    references: list[nn.Module]
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Candidates:
+    """One round's output: 8-bit ``images``, ``labels``, the method's own ``accepted`` verdict,
+    ``sources`` (seed index, -1 for noise) and, where a method has a convergence criterion
+    beside acceptance, ``converged`` (bool)."""
+
+    images: Tensor
+    labels: Tensor
+    accepted: Tensor
+    sources: Tensor
+    converged: Tensor | None = None
+
+
+# -------------------------------------------------------------------------------- registry
+
+_METHODS: dict[str, type[FingerprintMethod]] = {}
+
+
+def register_method(name: str) -> Callable[[type[M]], type[M]]:
+    """Class decorator: register a ``FingerprintMethod`` under ``name`` (timm-style)."""
+
+    def decorator(cls: type[M]) -> type[M]:
+        if name in _METHODS:
+            raise ValueError(f"fingerprinting method {name!r} registered twice")
+        cls.name = name
+        _METHODS[name] = cls
+        return cls
+
+    return decorator
+
+
+# -------------------------------------------------------------------------------- pieces
+
+
+def snap(images: Tensor) -> Tensor:
+    """Clamp to [0, 1] and round to the 8-bit grid (same device and dtype as the input)."""
+    return torch.round(images.clamp(0.0, 1.0) * 255.0) / 255.0
+
+
+def snap_ste(images: Tensor) -> Tensor:
+    """``snap`` in the forward pass, identity in the backward pass (straight-through)."""
+    return images + (snap(images) - images).detach()
+
+
+def top2_margin(logits: Tensor) -> Tensor:
+    """Top-1 logit minus runner-up logit, per row."""
+    top = logits.topk(2, dim=1).values
+    return top[:, 0] - top[:, 1]
+
+
+class BatchAdam:
+    """Adam (Kingma & Ba; the update of ``torch.optim.Adam``) on a batch of images treated as
+    independent problems; ``keep(mask)`` drops finished rows with their moment estimates."""
+
+    def __init__(self, like: Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.m = torch.zeros_like(like)
+        self.v = torch.zeros_like(like)
+        self.t = 0
+
+    def step(self, x: Tensor, grad: Tensor) -> Tensor:
+        """The descended ``x`` (a new tensor, no autograd history)."""
+        b1, b2 = self.betas
+        self.t += 1
+        self.m.mul_(b1).add_(grad, alpha=1 - b1)
+        self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        m_hat = self.m / (1 - b1 ** self.t)
+        v_hat = self.v / (1 - b2 ** self.t)
+        return (x.detach() - self.lr * m_hat / (v_hat.sqrt() + self.eps)).detach()
+
+    def keep(self, mask: Tensor) -> None:
+        self.m, self.v = self.m[mask], self.v[mask]
+
+
+def uniform(shape: Sequence[int], generator: torch.Generator, device: torch.device,
+            low: float = 0.0, high: float = 1.0) -> Tensor:
+    """Uniform draws on the CPU generator, moved to ``device`` (same values on every device)."""
+    return (torch.rand(tuple(shape), generator=generator) * (high - low) + low).to(device)
+
+
+def randint(high: int, count: int, generator: torch.Generator, device: torch.device) -> Tensor:
+    return torch.randint(0, high, (count,), generator=generator).to(device)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+# -------------------------------------------------------------------------------- one run
+
+
+@dataclass
+class Run:
+    """State of one ``generate`` call, handed to the method's ``candidates``."""
+
+    method: str
+    model: nn.Module
+    device: torch.device
+    generator: torch.Generator
+    n: int
+    input_shape: list[int]
+    num_classes: int
+    seeds: SeedPool | None
+    pools: ModelPools | None
+    progress: ProgressFn | None
+    accepted: int = 0
+    tried: int = 0
+    round: int = 0
+    _order: Tensor | None = None
+    _cursor: int = 0
+
+    def report(self, step: int, steps: int) -> None:
+        if self.progress is not None:
+            self.progress(ProgressEvent(self.method, self.accepted, self.n, self.tried,
+                                        self.round, step, steps))
+
+    def next_seeds(self, count: int) -> tuple[Tensor, Tensor | None, Tensor]:
+        """The next ``count`` seeds of a seeded random order over the pool (reshuffled when
+        exhausted): images and labels on the device, and their pool indices (CPU int64)."""
+        assert self.seeds is not None
+        size = len(self.seeds)
+        chosen: list[Tensor] = []
+        while count > 0:
+            if self._order is None or self._cursor >= size:
+                self._order, self._cursor = torch.randperm(size, generator=self.generator), 0
+            take = self._order[self._cursor:self._cursor + count]
+            self._cursor += len(take)
+            count -= len(take)
+            chosen.append(take)
+        index = torch.cat(chosen)
+        labels = None if self.seeds.labels is None else self.seeds.labels[index].to(self.device)
+        return self.seeds.images[index].to(self.device), labels, index
+
+
+# -------------------------------------------------------------------------------- the base
+
+
+class FingerprintMethod(ABC):
+    """Base of the registered methods. Subclasses declare their parameters as keyword arguments
+    of ``__init__`` (all with defaults), validate them in ``_check_params`` and implement
+    ``candidates(run, count)``.
+
+    Common parameters (every method):
+        margin (float): minimum top-1 minus runner-up logit of the target on an accepted 8-bit
+            sample. Default: 0.01.
+        max_rounds (int): rounds of candidates before giving up. Default: 30.
+        max_batch (int): most candidates optimised at once. Default: 256.
+    """
+
+    name: ClassVar[str] = ""
+    uses_seeds: ClassVar[bool] = False
+    uses_pools: ClassVar[bool] = False
+    expected_acceptance: ClassVar[float] = 0.5
+
+    def __init__(self, *, margin: float = DEFAULT_MARGIN, max_rounds: int = 30,
+                 max_batch: int = 256) -> None:
+        self.margin, self.max_rounds, self.max_batch = margin, max_rounds, max_batch
+        if not (margin >= 0 and math.isfinite(margin)):
+            raise UserError(f"{self.name}: margin must be a finite number >= 0, got {margin}")
+        if int(max_rounds) < 1 or int(max_batch) < 1:
+            raise UserError(f"{self.name}: max_rounds and max_batch must be >= 1")
+        self._check_params()
+
+    # ---------------------------------------------------------------- parameters
+    @classmethod
+    def parameter_names(cls) -> list[str]:
+        names: list[str] = []
+        classes = [k for k in reversed(cls.__mro__) if k not in (object, FingerprintMethod)]
+        for klass in [*classes, FingerprintMethod]:  # the method's own first, common ones last
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            for name, param in inspect.signature(init).parameters.items():
+                if param.kind is param.KEYWORD_ONLY and name not in names:
+                    names.append(name)
+        return names
+
+    def parameters(self) -> dict[str, Any]:
+        """Every parameter with its value (what the set file records)."""
+        return {name: getattr(self, name) for name in self.parameter_names()}
+
+    def _check_params(self) -> None:
+        """Raise ``UserError`` with an exact message for a value out of range."""
+        return None
+
+    def _check_shape(self, input_shape: list[int]) -> None:
+        """Checks that need the input shape (e.g. a frequency band inside the image)."""
+        return None
+
+    # ---------------------------------------------------------------- the method
+    @abstractmethod
+    def candidates(self, run: Run, count: int) -> Candidates:
+        """Optimise about ``count`` candidates at once; return their 8-bit images and labels."""
+
+    # ---------------------------------------------------------------- the loop
+    def generate(self, model: nn.Module, n: int, *, generator: torch.Generator,
+                 seeds: SeedPool | ImageData | Tensor | tuple[Tensor, Tensor] | None = None,
+                 pools: ModelPools | None = None, progress: ProgressFn | None = None,
+                 target: dict[str, Any] | None = None,
+                 input_shape: Sequence[int] | None = None) -> FingerprintSet:
+        """``n`` fingerprint samples of ``model`` (its logits on float [N, C, H, W] in [0, 1]).
+
+        Args:
+            model: the target, white-box (gradients are taken through it; it is not modified).
+            n: number of samples wanted (>= 1).
+            generator: CPU ``torch.Generator``; its initial seed is recorded as ``seed``.
+            seeds: clean images for the methods that start from data (IPGuard, CAE).
+            pools: surrogate and reference models (CAE).
+            progress: called with a ``ProgressEvent`` after every optimisation step.
+            target: what to record about the target (see ``target_metadata``).
+            input_shape: [C, H, W]; taken from ``seeds`` or ``target`` when omitted.
+        Returns:
+            a ``FingerprintSet`` whose every sample the target labels with its label, on the
+            8-bit grid, with a logit margin of at least ``margin``.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise UserError(f"n must be an integer >= 1, got {n!r}")
+        if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+            raise UserError("generator must be a CPU torch.Generator")
+        started = time.perf_counter()
+        model.eval()
+        device = model_device(model)
+        pool = SeedPool.from_any(seeds) if seeds is not None else None
+        if self.uses_seeds and (pool is None or len(pool) == 0):
+            raise UserError(f"{self.name} starts from clean images: give seeds")
+        if self.uses_pools:
+            if pools is None or not pools.surrogates or not pools.references:
+                raise UserError(f"{self.name} needs model pools: at least one surrogate and one "
+                                "reference model")
+        elif pools is not None:
+            raise UserError(f"{self.name} does not use model pools (surrogates/references)")
+        shape = self._input_shape(input_shape, pool, target)
+        self._check_shape(shape)
+        with torch.no_grad():
+            probe = model(torch.zeros(1, *shape, device=device))
+        if probe.dim() != 2:
+            raise UserError(f"the target must return logits [N, classes]; got {list(probe.shape)}")
+        for extra in ([*pools.surrogates, *pools.references] if pools else []):
+            extra.eval()
+        run = Run(self.name, model, device, generator, n, shape, int(probe.shape[1]), pool,
+                  pools, progress)
+
+        images: list[Tensor] = []
+        labels: list[Tensor] = []
+        sources: list[Tensor] = []
+        converged: list[Tensor] = []
+        have = 0
+        rate = self.expected_acceptance
+        while have < n:
+            if run.round >= self.max_rounds:
+                raise GenerationError(
+                    f"{self.name}: only {have} of {n} samples accepted after {run.round} rounds "
+                    f"({run.tried} candidates tried); raise max_rounds or relax the method's "
+                    "parameters (see its docstring)")
+            remaining = n - have
+            size = min(self.max_batch, max(remaining, math.ceil(1.1 * remaining / max(rate, 0.05))))
+            run.round += 1
+            cand = self.candidates(run, size)
+            run.tried += len(cand.labels)
+            ok = cand.accepted.to(device) & self.verify(model, cand.images, cand.labels)
+            index = ok.nonzero().flatten()[:remaining]
+            if len(index):
+                images.append(cand.images[index].detach().cpu())
+                labels.append(cand.labels[index].detach().cpu())
+                sources.append(cand.sources.cpu()[index.cpu()])
+                converged.append(torch.ones(len(index), dtype=torch.bool)
+                                 if cand.converged is None else cand.converged[index].cpu())
+                # the whole set in one batch, as a verifier sends it
+                everything = torch.cat(images)
+                keep = self.verify(model, everything.to(device), torch.cat(labels).to(device))
+                if not bool(keep.all()):
+                    keep = keep.cpu()
+                    images, labels = [everything[keep]], [torch.cat(labels)[keep]]
+                    sources, converged = [torch.cat(sources)[keep]], [torch.cat(converged)[keep]]
+                have = sum(len(t) for t in labels)
+            run.accepted = have
+            rate = max(have, 1) / max(run.tried, 1)
+            run.report(0, 0)
+        metadata = {
+            "method": self.name,
+            "parameters": self.parameters(),
+            "target": target or {},
+            "seed": int(generator.initial_seed()),
+            "code_version": code_version(),
+            "candidates_tried": run.tried,
+            "rounds": run.round,
+            "acceptance_rate": round(n / run.tried, 4),
+            "converged": int(torch.cat(converged).sum()),
+            "generation_seconds": round(time.perf_counter() - started, 2),
+            "device": str(device),
+            "n": n,
+            "input_shape": shape,
+            "num_classes": run.num_classes,
+            "seeds": pool.description if pool is not None else None,
+            "pools": pools.description if pools is not None else None,
+            "created": utc_now(),
+        }
+        return FingerprintSet(snap_to_grid(torch.cat(images)), torch.cat(labels), metadata,
+                              torch.cat(sources).to(torch.int64))
+
+    @torch.no_grad()
+    def verify(self, model: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
+        """Acceptance after quantisation: the target's label on the 8-bit image is ``labels``
+        with a top-1 margin of at least ``margin`` (bool [N])."""
+        logits = model(snap(images))
+        return (logits.argmax(1) == labels) & (top2_margin(logits) >= self.margin)
+
+    def _input_shape(self, given: Sequence[int] | None, pool: SeedPool | None,
+                     target: dict[str, Any] | None) -> list[int]:
+        if given is not None:
+            shape = [int(s) for s in given]
+        elif pool is not None:
+            shape = [int(s) for s in pool.images.shape[1:]]
+        elif target and target.get("input_shape"):
+            shape = [int(s) for s in target["input_shape"]]
+        else:
+            raise UserError(f"{self.name}: give input_shape (or a target with one)")
+        if len(shape) != 3 or any(s < 1 for s in shape):
+            raise UserError(f"input shape must be [C, H, W], got {shape}")
+        if pool is not None and list(pool.images.shape[1:]) != shape:
+            raise UserError(f"seed images have shape {list(pool.images.shape[1:])}, the target "
+                            f"takes {shape}")
+        return shape
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.parameters().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,110 @@
+"""In-process matching rate (DESIGN 1): T = (1/N) * #{i : label(g(x_i)) == y_i}, R repeats.
+
+For quick studies without a server: the suspect is a predictor (``models.runtime``, torch or
+ONNX) or any logits function, optionally behind a randomized transform ``g`` (CSRP, RDG, as
+built by ``models.transforms.build_transform``). Each repeat sends all N samples in one batch,
+with fresh transform draws from one seeded generator, so a (set, model, transform, seed) replays
+exactly. The set's images are already on the 8-bit grid: what is evaluated here is what a
+UINT8 request would carry.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from models.errors import UserError
+from verifier_client.fingerprint_set import FingerprintSet
+
+
+class _Predicts(Protocol):
+    def predict(self, images: Tensor) -> Tensor: ...
+
+
+LogitsFn = Callable[[Tensor], Tensor]
+Transform = Callable[..., Tensor]
+
+
+@dataclass(frozen=True)
+class MatchingResult:
+    """Per-repeat matching rates and their summary."""
+
+    method: str
+    n: int
+    repeats: int
+    rates: list[float]
+    mean: float
+    std: float
+    min: float
+    max: float
+    seed: int
+    transform: dict[str, Any] | None
+
+    def summary(self) -> dict[str, Any]:
+        """``method, n, repeats, mr_mean, mr_std, mr_min, mr_max`` (the verifier's field names)
+        plus the rates, seed and transform."""
+        data = asdict(self)
+        for key in ("mean", "std", "min", "max"):
+            data[f"mr_{key}"] = data.pop(key)
+        return data
+
+
+def _labels_fn(model: _Predicts | LogitsFn) -> Callable[[Tensor], Tensor]:
+    predict = getattr(model, "predict", None)
+    if callable(predict):
+        return lambda images: predict(images)
+    if callable(model):
+        return lambda images: model(images).argmax(1)
+    raise TypeError("model must have .predict(images) or be a logits function")
+
+
+def _describe(transform: Transform | None) -> dict[str, Any] | None:
+    if transform is None:
+        return None
+    spec = getattr(transform, "spec", None)
+    if callable(spec):
+        return dict(spec())
+    return {"name": type(transform).__name__}
+
+
+def matching_rates(model: _Predicts | LogitsFn, fset: FingerprintSet,
+                   transform: Transform | None = None, repeats: int = 1,
+                   seed: int = 0) -> MatchingResult:
+    """Matching rate of ``model`` (behind ``transform``) on ``fset``, ``repeats`` times.
+
+    Args:
+        model: a predictor with ``.predict(images) -> labels`` or a logits function; it gets
+            float32 [N, C, H, W] in [0, 1] (the set's 8-bit images, transformed).
+        fset: the fingerprint set.
+        transform: ``transform(images, generator=g)`` drawing fresh per-sample randomness, or
+            ``None`` for the model as is.
+        repeats: R >= 1 (every repeat is one batch of all N samples).
+        seed: seeds the transform's generator.
+    Returns:
+        ``MatchingResult`` with the R rates, their mean, sample std (0 for R = 1), min and max.
+    """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise UserError(f"repeats must be an integer >= 1, got {repeats!r}")
+    labels_of = _labels_fn(model)
+    generator = torch.Generator().manual_seed(seed)
+    images, expected = fset.images, fset.labels
+    rates: list[float] = []
+    for _ in range(repeats):
+        batch = images if transform is None else transform(images, generator=generator)
+        with torch.inference_mode():
+            predicted = labels_of(batch).detach().cpu().to(torch.int64).flatten()
+        if predicted.shape != expected.shape:
+            raise UserError(f"the model returned {predicted.numel()} labels for {len(fset)} "
+                            "fingerprints")
+        rates.append(float((predicted == expected).to(torch.float64).mean()))
+    values = torch.tensor(rates, dtype=torch.float64)
+    std = float(values.std()) if repeats > 1 else 0.0
+    return MatchingResult(method=fset.method, n=len(fset), repeats=repeats, rates=rates,
+                          mean=float(values.mean()), std=0.0 if math.isnan(std) else std,
+                          min=float(values.min()), max=float(values.max()), seed=seed,
+                          transform=_describe(transform))
