@@ -29,10 +29,7 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.repository import CONFIG_FILE, load_config
 from models.transforms import csrp
 from server.pipeline.backends import load_backend
+from verifier_client.local_server import LocalServer
 
 CSRP_SPEC = {"name": "csrp", "sigma": 1.16, "p": 3}
 GOALS = {16: 0.80, 1: 0.40}
@@ -103,34 +101,11 @@ class InProcess:
         return done / (time.perf_counter() - start)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(repo: Path, backend: str, port: int, args: argparse.Namespace
-                 ) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "server", "--repository", str(repo), "--port", str(port),
-               "--backend", backend, "--device", args.device, "--seed", "0",
-               "--max-batch-size", str(args.max_batch_size),
-               "--max-queue-delay-ms", str(args.max_queue_delay_ms), "--log-level", "warning"]
-    if args.threads:
-        command += ["--workers-threads", str(args.threads)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CSRP_SERVER_")}
-    process = subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parents[1])
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready").status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("server not ready in 120 s")
+def start_server(repo: Path, backend: str, args: argparse.Namespace) -> LocalServer:
+    return LocalServer(repo, "--backend", backend, "--device", args.device, "--seed", "0",
+                       "--max-batch-size", str(args.max_batch_size),
+                       "--max-queue-delay-ms", str(args.max_queue_delay_ms),
+                       threads=args.threads or None, quiet=False).start(120)
 
 
 def binary_body(images: np.ndarray) -> tuple[bytes, dict[str, str]]:
@@ -269,9 +244,8 @@ def main() -> int:
         repo = scratch_repository(source, Path(tmp))
         for backend in args.backends.split(","):
             local = InProcess(repo / "plain", backend, args.batch, threads)
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            process = start_server(repo, backend, port, args)
+            server = start_server(repo, backend, args)
+            url = server.url
             rates: dict[str, list[float]] = {}
             served: dict[str, list[dict[str, Any]]] = {}
             configs = ["in_process", "in_process_csrp"] + [
@@ -301,8 +275,7 @@ def main() -> int:
                     print(f"[{backend}] round {round_ + 1}/{args.rounds}: " + ", ".join(
                         f"{k} {v[-1]:.0f}" for k, v in rates.items()), flush=True)
             finally:
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
+                server.stop(30)
             row: dict[str, Any] = {k: statistics.median(v) for k, v in rates.items()
                                    if k.startswith("in_process")}
             for key, runs in served.items():

@@ -26,13 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,15 +40,8 @@ from verifier_client.calibration import (  # noqa: E402
     load_calibration,
     load_fingerprint_files,
 )
+from verifier_client.local_server import LocalServer  # noqa: E402
 from verifier_client.verification import print_report, verify  # noqa: E402
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -60,27 +49,6 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = sum(int(v) for v in fields[11:15])
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def start_server(repository: Path, model: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server", "--repository", str(repository), "--models", model,
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *extra],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("server not ready after 300 s")
 
 
 def placeholder_calibration(sets: list[Any]) -> dict[str, Any]:
@@ -118,8 +86,11 @@ def main() -> int:
     sets = load_fingerprint_files(sources)
     calibration = (load_calibration(args.calibration) if args.calibration
                    else placeholder_calibration(sets))
-    process, url = (None, args.url) if args.url else start_server(
-        args.repository, args.model, [a for extra in args.server_arg for a in extra.split("=", 1)])
+    server = None if args.url else LocalServer(
+        args.repository, "--models", args.model,
+        *[a for extra in args.server_arg for a in extra.split("=", 1)], threads=None).start(300)
+    url = args.url or server.url
+    process = server.process if server else None
     rounds = []
     try:
         for index in range(args.rounds):
@@ -139,9 +110,8 @@ def main() -> int:
             if index == 0:
                 print_report(report)
     finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=30)
+        if server is not None:
+            server.stop(30)
     result = {
         "benchmark": "verify", "time": utc_now(), "code_version": code_version(),
         "cpu_count": os.cpu_count(), "model": args.model, "sets": [s.method for s in sets],

@@ -31,12 +31,14 @@ def free_port() -> int:
 class LocalServer:
     """``python -m server --repository REPO`` on 127.0.0.1; a context manager.
 
-    ``args`` are extra server flags (``--models a,b``, ``--seed 0`` ...). ``start`` waits until
-    ``/v2/health/ready`` answers 200 (models loaded and warmed up).
+    ``args`` are extra server flags (``--models a,b``, ``--seed 0`` ...); ``threads`` sets the
+    server's torch/ONNX Runtime threads (``None``: the server's default). ``start`` waits until
+    ``/v2/health/ready`` answers 200 (models loaded and warmed up). CSRP runs eager unless the
+    caller's environment sets ``CSRP_COMPILE`` (compiling costs seconds per new batch size).
     """
 
     def __init__(self, repository: str | Path, *args: str, port: int | None = None,
-                 threads: int = 1, quiet: bool = True) -> None:
+                 threads: int | None = 1, quiet: bool = True) -> None:
         self.repository, self.args = Path(repository), args
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -44,13 +46,18 @@ class LocalServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 180.0) -> LocalServer:
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads),
+        # The flags alone define the server: inherited CSRP_SERVER_* settings are dropped.
+        env = {"CSRP_COMPILE": "0", **{k: v for k, v in os.environ.items()
+                                       if not k.startswith("CSRP_SERVER_")},
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
                                                            os.environ.get("PYTHONPATH")]))}
+        command = [sys.executable, "-m", "server", "--repository", str(self.repository),
+                   "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        if self.threads is not None:
+            env["OMP_NUM_THREADS"] = str(self.threads)
+            command += ["--workers-threads", str(self.threads)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "server", "--repository", str(self.repository),
-             "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers-threads", str(self.threads), "--log-level", "warning", *self.args],
+            [*command, *self.args],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL if self.quiet else None,
             stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout

@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from verifier_client.local_server import LocalServer, free_port
 from verifier_client.oip_client import (
     BadResponseError,
     InputMismatchError,
@@ -40,63 +36,9 @@ FAST_RETRY = RetryPolicy(attempts=3, backoff_s=0.01, max_backoff_s=0.05)
 # ---------------------------------------------------------------------------- a real server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServerProcess:
-    """``python -m server`` on 127.0.0.1 in a subprocess (never imported: the verifier must not
-    depend on the server package)."""
-
-    def __init__(self, repository: Path, port: int | None = None, *args: str) -> None:
-        self.repository, self.port, self.args = repository, port or free_port(), args
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 180.0) -> ServerProcess:
-        env = {**os.environ, "CSRP_COMPILE": "0", "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": str(ROOT)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "server", "--repository", str(self.repository), "--host",
-             "127.0.0.1", "--port", str(self.port), "--workers-threads", "1", "--log-level",
-             "warning", *self.args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server on {self.url} not ready after {timeout} s")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process is not None and self.process.stderr:
-            self.process.stderr.close()
-
-    def kill(self) -> None:
-        """SIGKILL: the abrupt death of a server mid-run."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
-
-
 @pytest.fixture(scope="module")
 def server(tiny_repo: Path) -> Any:
-    running = ServerProcess(tiny_repo, None, "--models", "target", "--max-batch-size", "16",
+    running = LocalServer(tiny_repo, "--models", "target", "--max-batch-size", "16",
                             "--seed", "0").start()
     yield running
     running.stop()
@@ -111,7 +53,7 @@ def clean_images(fmnist_test: Any) -> torch.Tensor:
     return fmnist_test.floats(slice(0, 50))
 
 
-def test_metadata_discovery_prefers_uint8_nhwc(server: ServerProcess) -> None:
+def test_metadata_discovery_prefers_uint8_nhwc(server: LocalServer) -> None:
     async def go() -> ModelMetadata:
         async with OIPClient(server.url) as client:
             await client.check_ready()
@@ -124,7 +66,7 @@ def test_metadata_discovery_prefers_uint8_nhwc(server: ServerProcess) -> None:
 
 
 @pytest.mark.parametrize("protocol", ["binary", "json", "auto"])
-def test_labels_equal_the_in_process_model(server: ServerProcess, tiny_repo: Path,
+def test_labels_equal_the_in_process_model(server: LocalServer, tiny_repo: Path,
                                            clean_images: torch.Tensor, protocol: str) -> None:
     from models.runtime import load_predictor
 
@@ -142,7 +84,7 @@ def test_labels_equal_the_in_process_model(server: ServerProcess, tiny_repo: Pat
     assert requests == 1 + 4  # metadata + ceil(50 / 16) inference requests
 
 
-def test_a_batch_over_the_server_limit_is_split(server: ServerProcess,
+def test_a_batch_over_the_server_limit_is_split(server: LocalServer,
                                                 clean_images: torch.Tensor) -> None:
     async def go() -> tuple[np.ndarray, int]:
         async with OIPClient(server.url, batch_size=50) as client:
@@ -156,7 +98,7 @@ def test_a_batch_over_the_server_limit_is_split(server: ServerProcess,
     assert requests > 2  # 50 refused (400: exceeds max batch) -> halves -> quarters
 
 
-def test_unknown_model_and_input_mismatch(server: ServerProcess) -> None:
+def test_unknown_model_and_input_mismatch(server: LocalServer) -> None:
     async def unknown() -> None:
         async with OIPClient(server.url) as client:
             await client.model_metadata("nope")

@@ -13,6 +13,7 @@ import pytest
 from models.atomic import write_json
 from models.repository import load_config
 from verifier_client.cli import main
+from verifier_client.local_server import LocalServer
 from verifier_client.probe import (
     DETECTED,
     NOT_DETECTED,
@@ -21,8 +22,6 @@ from verifier_client.probe import (
     probe,
     wilson_interval,
 )
-
-from .test_oip_client import ServerProcess
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +34,19 @@ def server(tiny_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     config = load_config(repo / "csrp").model_copy(update={
         "name": "csrp", "preprocessing": {"name": "csrp", "sigma": 1.16, "p": 3}})
     write_json(repo / "csrp" / "config.json", json.loads(config.model_dump_json()))
-    running = ServerProcess(repo, None, "--seed", "0").start()
+    running = LocalServer(repo, "--seed", "0").start()
     yield running
     running.stop()
 
 
-def test_deterministic_model_never_flips(server: ServerProcess) -> None:
+def test_deterministic_model_never_flips(server: LocalServer) -> None:
     result = probe(server.url, "plain", trials=10)
     assert result["flip_rate"] == 0.0 and result["inputs_flipping"] == 0
     assert result["flip_rate_ci95"][0] == 0.0 and result["conclusion"] == NOT_DETECTED
     assert result["inputs"] == 16 and result["trials"] == 10
 
 
-def test_csrp_model_flips(server: ServerProcess, tmp_path: Path,
+def test_csrp_model_flips(server: LocalServer, tmp_path: Path,
                           capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "probe.json"
     assert main(["probe", "--url", server.url, "--model", "csrp", "--trials", "20",

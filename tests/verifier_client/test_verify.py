@@ -24,11 +24,11 @@ from verifier_client.calibration import (
     write_calibration,
 )
 from verifier_client.cli import main
+from verifier_client.local_server import LocalServer, free_port
 from verifier_client.oip_client import RetryPolicy
 from verifier_client.verification import verify
 
 from .test_calibration import make_set
-from .test_oip_client import ServerProcess, free_port
 
 REPORT_FIELDS = ("method", "n", "repeats", "repeats_failed", "mr_mean", "mr_std", "mr_min",
                  "mr_max", "independent_min", "independent_max", "threshold", "threshold_method",
@@ -64,7 +64,7 @@ def owner(tiny_repo: Path, fmnist_test: Any, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="module")
 def server(served_repo: Path) -> Any:
-    running = ServerProcess(served_repo, None, "--seed", "0").start()
+    running = LocalServer(served_repo, "--seed", "0").start()
     yield running
     running.stop()
 
@@ -74,7 +74,7 @@ def run_verify(url: str, model: str, owner: dict[str, Path], **kwargs: Any) -> d
                   load_calibration(owner["calibration"]), **kwargs)
 
 
-def test_plain_copy_is_stolen_for_every_method(server: ServerProcess,
+def test_plain_copy_is_stolen_for_every_method(server: LocalServer,
                                                owner: dict[str, Path]) -> None:
     report = run_verify(server.url, "plain-copy", owner, repeats=4, batch_size=20)
     assert [row["method"] for row in report["methods"]] == ["cae", "ipguard"]
@@ -85,7 +85,7 @@ def test_plain_copy_is_stolen_for_every_method(server: ServerProcess,
     assert report["protocol"] == "binary" and report["queries"] == 2 * 4 * 50
 
 
-def test_independent_model_is_not_proven(server: ServerProcess,
+def test_independent_model_is_not_proven(server: LocalServer,
                                          owner: dict[str, Path]) -> None:
     report = run_verify(server.url, "indep-2", owner, repeats=3)
     for row in report["methods"]:
@@ -93,7 +93,7 @@ def test_independent_model_is_not_proven(server: ServerProcess,
         assert row["mr_mean"] <= row["independent_max"] <= row["threshold"]
 
 
-def test_cli_writes_the_design_fields(server: ServerProcess, owner: dict[str, Path],
+def test_cli_writes_the_design_fields(server: LocalServer, owner: dict[str, Path],
                                       tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "report.json"
     code = main(["verify", "--url", server.url, "--model", "plain-copy", "--fingerprints",
@@ -116,7 +116,7 @@ def cli_error(args: list[str], capsys: pytest.CaptureFixture) -> str:
     return err
 
 
-def test_bad_input_is_one_line_and_no_json(server: ServerProcess, owner: dict[str, Path],
+def test_bad_input_is_one_line_and_no_json(server: LocalServer, owner: dict[str, Path],
                                            tmp_path: Path, capsys: pytest.CaptureFixture,
                                            tiny_repo: Path) -> None:
     out = tmp_path / "report.json"
@@ -158,8 +158,8 @@ def test_server_killed_and_restarted_mid_run(served_repo: Path,
                                              owner: dict[str, Path]) -> None:
     """Every repeat is accounted for: completed + failed == requested; none is a mismatch."""
     port = free_port()
-    first = ServerProcess(served_repo, port, "--models", "plain-copy", "--seed", "0").start()
-    second = ServerProcess(served_repo, port, "--models", "plain-copy", "--seed", "0")
+    first = LocalServer(served_repo, "--models", "plain-copy", "--seed", "0", port=port).start()
+    second = LocalServer(served_repo, "--models", "plain-copy", "--seed", "0", port=port)
     finished = {"n": 0}
     restart: list[threading.Thread] = []
 
@@ -192,7 +192,7 @@ def test_server_killed_and_restarted_mid_run(served_repo: Path,
     assert report["retries"] >= 1
 
 
-def test_remote_calibration_matches_in_process(server: ServerProcess, owner: dict[str, Path],
+def test_remote_calibration_matches_in_process(server: LocalServer, owner: dict[str, Path],
                                                tmp_path: Path) -> None:
     out = tmp_path / "remote.json"
     assert main(["calibrate", "--fingerprints", str(owner["sets"]), "--url", server.url,
