@@ -65,33 +65,41 @@ def run_demo(repository: Path, fingerprints: Path, calibration: Path, repeats: i
 def _preprocessing(spec: dict[str, Any] | None) -> str:
     if not spec:
         return "none"
-    return spec["name"] + "(" + ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name") + ")"
+    if spec["name"] == "csrp":
+        return f"csrp {spec['sigma']}/{spec['p']}"
+    return f"{spec['name']} {spec.get('distort_limit', '')}".strip()
 
 
 def print_verdicts(summary: dict[str, Any]) -> None:
-    """One row per served model, one column per method: mean matching rate and verdict."""
+    """One row per served model, one column per method: mean matching rate, S when stolen."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
     reports = summary["reports"]
     methods = [row["method"] for row in reports[0]["methods"]]
-    table = Table(title=f"Ownership verdicts ({summary['repeats']} repeats x N fingerprints per "
-                        "method; MR = mean matching rate)", box=box.SIMPLE_HEAD)
+    table = Table(title=f"Mean matching rate over {summary['repeats']} repeats "
+                        "(S = stolen: above the calibrated threshold)", box=box.SIMPLE_HEAD)
     table.add_column("served model")
-    table.add_column("preprocessing")
+    table.add_column("preproc.")
     for method in methods:
         table.add_column(method, justify="right")
+    table.add_column("verdict")
     for report in reports:
-        cells = []
+        cells, stolen = [], 0
         for row in report["methods"]:
-            style = "bold red" if row["verdict"] == "stolen" else "green"
-            word = "stolen" if row["verdict"] == "stolen" else "not proven"
-            cells.append(f"{row['mr_mean']:.2f} [{style}]{word}[/{style}]")
-        table.add_row(report["model"], _preprocessing(report.get("preprocessing")), *cells)
-    thresholds = "  ".join(f"{row['method']} > {row['threshold']:.2f}"
+            if row["verdict"] == "stolen":
+                stolen += 1
+                cells.append(f"[bold red]{row['mr_mean']:.2f} S[/bold red]")
+            else:
+                cells.append(f"[green]{row['mr_mean']:.2f} -[/green]")
+        verdict = (f"[bold red]stolen ({stolen}/{len(cells)})[/bold red]" if stolen
+                   else "[green]not proven[/green]")
+        table.add_row(report["model"], _preprocessing(report.get("preprocessing")), *cells,
+                      verdict)
+    thresholds = ", ".join(f"{row['method']} {row['threshold']:.2f}"
                            for row in reports[0]["methods"])
-    console = Console()
+    console = Console(width=max(100, Console().width))
     console.print(table)
-    console.print(f"stolen when MR exceeds the calibrated threshold: {thresholds}")
+    console.print(f"thresholds: {thresholds}")
     console.print(f"demo took {summary['seconds']:.0f} s")
