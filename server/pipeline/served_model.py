@@ -92,8 +92,13 @@ class ServedModel:
         self.transform: nn.Module | None = None
         self.batcher: DynamicBatcher | None = None
         self._generator = _make_generator(settings.seed)
-        #: intra-op threads for torch in the loader and worker threads (per-thread in torch)
-        self.torch_threads = settings.workers_threads or torch.get_num_threads()
+        #: intra-op threads for torch in the loader and worker threads (per-thread in torch).
+        #: With ONNX Runtime as the backend torch only runs the preprocessing gather, which is
+        #: small and memory-bound: a second intra-op thread only adds synchronisation (measured
+        #: on the loaded 2-core box: CSRP 24 ms/batch with 2 threads vs 0.05-0.15 ms with 1;
+        #: results/loadtest/README.md), so it gets one thread.
+        self.torch_threads = (1 if plan.backend == "onnx"
+                              else settings.workers_threads or torch.get_num_threads())
         self._ready = threading.Event()
         self.error: str | None = None
 
