@@ -9,8 +9,7 @@ import argparse
 import shlex
 import sys
 
-from models.commands.common import positive_int
-from verifier_client.commands.verify import positive_float
+from models.commands.common import positive_float, positive_int
 from verifier_client.loadtest import (
     MAX_CONCURRENCY,
     MAX_DURATION_S,

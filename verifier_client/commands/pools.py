@@ -6,7 +6,13 @@ import argparse
 import time
 from pathlib import Path
 
-from models.commands.common import existing_entry, fraction, positive_int, print_json
+from models.commands.common import (
+    existing_entry,
+    fraction,
+    non_negative_int,
+    positive_int,
+    print_json,
+)
 from models.datasets import load_dataset
 from models.entries import set_threads
 from models.errors import UserError
@@ -18,16 +24,6 @@ EXAMPLES = """examples:
       --out-references zoo/pools --fraction 0.1 --epochs 2
   python -m verifier_client pools --target repo/target --out-surrogates sur --out-references ref \\
       --distill 2 --finetune 1 --prune 1 --references 3 --seed 2000"""
-
-
-def non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {number}")
-    return number
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from models.commands.common import positive_int
+from models.commands.common import non_negative_int, positive_float, positive_int
 from models.errors import UserError
 from verifier_client.calibration import RULES, load_calibration, load_fingerprint_files
 from verifier_client.oip_client import RetryPolicy
@@ -21,26 +21,6 @@ EXAMPLES = """examples:
       --repeats 20 --concurrency 4 --retries 2
 
 Exit status 0 when it ran (whatever the verdict); 2 with one line when it could not."""
-
-
-def non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {number}")
-    return number
-
-
-def positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {number}")
-    return number
 
 
 def add_client_arguments(p: argparse.ArgumentParser) -> None:
