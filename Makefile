@@ -24,7 +24,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-demo: setup
+demo: $(STAMP)
 	$(PY) -m verifier_client demo --repository zoo
 
 # The default zoo. Every step is skipped when its output exists, so `make zoo` resumes.
