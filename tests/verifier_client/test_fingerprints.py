@@ -52,15 +52,6 @@ FAST: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models on tiny batches: a second thread only spins (and costs CPU on a busy box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def target(tiny_repo: Path) -> tuple[torch.nn.Module, Any]:
     return load_model(tiny_repo / "target")

@@ -18,14 +18,6 @@ from verifier_client.fingerprints import create_method
 from verifier_client.matching import matching_rates
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def vce_file(tiny_repo: Path, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("sets") / "vce.safetensors"

@@ -7,21 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from models.errors import UserError
 from models.repository import load_config
 from verifier_client.cli import main
 from verifier_client.fingerprint_set import FingerprintSet
 from verifier_client.pools import PoolSettings, build_pools, load_pools, pool_paths
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
