@@ -1,6 +1,6 @@
 """The shipped zoo is whole and tells the paper's story: every entry loads with its lineage,
 every set matches the target, the calibration fits the sets, and over a real server the plain
-copy is caught while the CSRP pirate escapes IPGuard."""
+copy is caught while the CSRP + fine-tuning pirate escapes IPGuard."""
 
 from __future__ import annotations
 
@@ -51,11 +51,14 @@ def test_each_set_matches_the_target_and_the_calibration_knows_it(method: str) -
 
 
 def test_csrp_pirate_escapes_ipguard_while_the_copy_is_caught() -> None:
+    """The data-limited CSRP pirate (csrp-ft) sits well inside IPGuard's independent range
+    (demo: 0.41 against a threshold of 0.52); the data-free one is borderline (0.52, p = 0.008),
+    so it is not what this test pins."""
     sets = [s for s in load_fingerprint_files([ZOO / "fingerprints"]) if s.method == "ipguard"]
     calibration = load_calibration(ZOO / "calibration.json")
-    with LocalServer(ZOO, "--models", "copy,csrp", threads=2) as server:
+    with LocalServer(ZOO, "--models", "copy,csrp-ft", "--seed", "0", threads=2) as server:
         copy = verify(server.url, "copy", sets, calibration, repeats=3)["methods"][0]
-        csrp = verify(server.url, "csrp", sets, calibration, repeats=10)["methods"][0]
+        pirate = verify(server.url, "csrp-ft", sets, calibration, repeats=10)["methods"][0]
     assert copy["verdict"] == "stolen" and copy["mr_mean"] == 1.0
-    assert csrp["verdict"] == "not_proven"
-    assert csrp["mr_mean"] < 0.7 and csrp["mr_std"] > 0  # fresh CSRP draws on every query
+    assert pirate["verdict"] == "not_proven"
+    assert pirate["mr_mean"] < 0.47 and pirate["mr_std"] > 0  # fresh CSRP draws every query
