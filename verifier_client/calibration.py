@@ -332,7 +332,7 @@ def local_rates(path: Path, sets: Sequence[FingerprintFile], repeats: int = 1,
     return rates
 
 
-async def _remote_rates(url: str, model: str, sets: Sequence[FingerprintFile], repeats: int,
+async def remote_rates(url: str, model: str, sets: Sequence[FingerprintFile], repeats: int,
                         client_options: dict[str, Any]) -> list[float]:
     from verifier_client.oip_client import OIPClient, QueryFailedError
 
@@ -386,7 +386,7 @@ def calibrate(sets: Sequence[FingerprintFile], independents: Sequence[Independen
             measured = local_rates(independent.path, sets, repeats, seed)
         else:
             assert independent.url is not None and independent.model is not None
-            measured = asyncio.run(_remote_rates(independent.url, independent.model, sets,
+            measured = asyncio.run(remote_rates(independent.url, independent.model, sets,
                                                  repeats, client_options or {}))
         for fset, rate in zip(sets, measured, strict=True):
             rates[fset.method].append(rate)
