@@ -1,10 +1,12 @@
-"""Argument helpers shared by the ``python -m models`` commands."""
+"""Argument types shared by the models and verifier_client command lines."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from models.errors import UserError
 from models.repository import CONFIG_FILE, validate_model_name
@@ -28,44 +30,33 @@ def existing_entry(value: str) -> Path:
     return path
 
 
-def fraction(value: str) -> float:
+def checked_number(value: str, kind: type[int] | type[float], ok: Callable[[float], bool],
+            rule: str) -> Any:
+    """Parse ``value`` as ``kind`` and check it; argparse shows the message as a usage error."""
     try:
-        number = float(value)
+        number = kind(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not 0.0 < number <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {number}")
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"not {what}: {value!r}") from None
+    if not ok(number):
+        raise argparse.ArgumentTypeError(f"must be {rule}, got {number}")
     return number
+
+
+def fraction(value: str) -> float:
+    return checked_number(value, float, lambda v: 0.0 < v <= 1.0, "in (0, 1]")
 
 
 def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
-    return number
+    return checked_number(value, int, lambda v: v >= 1, ">= 1")
 
 
 def non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {number}")
-    return number
+    return checked_number(value, int, lambda v: v >= 0, ">= 0")
 
 
 def positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {number}")
-    return number
+    return checked_number(value, float, lambda v: v > 0, "> 0")
 
 
 def print_json(obj: object) -> None:

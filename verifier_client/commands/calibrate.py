@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.commands.common import existing_entry, positive_int
+from models.commands.common import checked_number, existing_entry, positive_int
 from models.errors import UserError
 from verifier_client.calibration import (
     DEFAULT_ALPHA,
@@ -27,13 +27,7 @@ EXAMPLES = """examples:
 
 
 def alpha_value(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not 0.0 < number < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {number}")
-    return number
+    return checked_number(value, float, lambda v: 0.0 < v < 1.0, "in (0, 1)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
