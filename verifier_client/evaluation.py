@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from models.atomic import write_bytes, write_json, write_text
 from models.errors import UserError
 from models.provenance import code_version, utc_now
 from models.repository import list_entries, load_config
 from verifier_client.calibration import load_fingerprint_files, local_rates, remote_rates
 from verifier_client.local_server import LocalServer
+from verifier_client.report_files import png_bytes, write_report
 
 ROWS = (("target", "target"), ("compression", "int8"), ("fine-tuning", "ftal"),
         ("pruning 0.1", "prune-0.1"), ("pruning 0.5", "prune-0.5"),
@@ -129,17 +129,9 @@ def plot(table: dict[str, Any]) -> bytes:
     axes.set_ylim(0, 1.05)
     axes.legend(fontsize=7, ncol=3)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
-    return buffer.getvalue()
+    return png_bytes(figure)
 
 
 def write_outputs(table: dict[str, Any], out: Path) -> list[Path]:
     """``evaluation.json``, ``.md``, ``.csv`` and ``.png`` under ``out``, each atomically."""
-    paths = [out / f"evaluation.{ext}" for ext in ("json", "md", "csv", "png")]
-    write_json(paths[0], table)
-    write_text(paths[1], to_markdown(table))
-    write_text(paths[2], to_csv(table))
-    write_bytes(paths[3], plot(table))
-    return paths
+    return write_report(out, "evaluation", table, to_markdown(table), to_csv(table), plot(table))

@@ -1,0 +1,85 @@
+"""``python -m verifier_client stability``: RDG vs CSRP matching-rate spread at equal accuracy
+(the seed paper's Table 5 question)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from models.adapt import transform_spec
+from models.commands.common import positive_int
+from models.entries import set_threads
+from verifier_client.stability import (
+    DEFAULT_ACC_REPEATS,
+    DEFAULT_REPEATS,
+    DEFAULT_SAMPLES,
+    DRAW_MODES,
+)
+
+EXAMPLES = """examples:
+  python -m verifier_client stability --zoo zoo --out results/stability
+  python -m verifier_client stability --zoo zoo --distort-limit 0.25 --draws per-sample \\
+      --repeats 20 --out build/stability-rdg-0.25
+
+Without --sigma/--p the CSRP setting is the zoo's csrp entry's; without --distort-limit RDG's is
+searched so that its top-1 matches CSRP's. Needs the zoo's test set (see --data-root)."""
+
+
+def draw_modes(value: str) -> tuple[str, ...]:
+    modes = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not modes or any(m not in DRAW_MODES for m in modes):
+        raise argparse.ArgumentTypeError(f"draw modes are a comma-separated subset of "
+                                         f"{','.join(DRAW_MODES)}, got {value!r}")
+    return tuple(dict.fromkeys(modes))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "stability", help="RDG vs CSRP: matching-rate [min, max] over tests at equal accuracy",
+        description="The paper's Table 5: the target behind CSRP and behind RDG tuned to the "
+                    "same top-1, each fingerprint set tested --repeats times; [min, max], std "
+                    "against the binomial std, and the share of tests above the independent "
+                    "maximum, with per-sample and shared (one per test) draws. Writes JSON, "
+                    "Markdown, CSV and a plot.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--zoo", type=Path, default=Path("zoo"))
+    p.add_argument("--model", default="target", help="entry to put behind the transforms")
+    p.add_argument("--sigma", type=float, default=None, help="CSRP scale limit (with --p)")
+    p.add_argument("--p", type=int, default=None, help="CSRP zero padding (with --sigma)")
+    p.add_argument("--distort-limit", type=float, default=None,
+                   help="RDG distortion limit in [0, 1) (default: matched to CSRP's top-1)")
+    p.add_argument("--num-cells", type=positive_int, default=10,
+                   help="RDG cells per axis (default %(default)s, the authors' setting)")
+    p.add_argument("--repeats", type=positive_int, default=DEFAULT_REPEATS,
+                   help="tests of every set per row (default %(default)s, the paper's)")
+    p.add_argument("--samples", type=positive_int, default=DEFAULT_SAMPLES,
+                   help="first N test images for the accuracy match (default %(default)s)")
+    p.add_argument("--acc-repeats", type=positive_int, default=DEFAULT_ACC_REPEATS,
+                   help="transform draws per reported accuracy (default %(default)s)")
+    p.add_argument("--draws", type=draw_modes, default=DRAW_MODES,
+                   help="per-sample, shared or both (default per-sample,shared)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", default=None, help="folder holding the zoo's dataset")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--out", type=Path, default=Path("build/stability"))
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from verifier_client.stability import stability_study, to_markdown, write_outputs
+
+    csrp = None
+    if args.sigma is not None or args.p is not None:
+        csrp = transform_spec("csrp", sigma=args.sigma, p=args.p)
+    if args.distort_limit is not None:
+        transform_spec("rdg", distort_limit=args.distort_limit, num_cells=args.num_cells)
+    set_threads(args.threads)
+    report = stability_study(args.zoo, model=args.model, csrp_spec=csrp,
+                             distort_limit=args.distort_limit, num_cells=args.num_cells,
+                             repeats=args.repeats, samples=args.samples,
+                             acc_repeats=args.acc_repeats, modes=args.draws, seed=args.seed,
+                             data_root=args.data_root)
+    write_outputs(report, args.out)
+    print(to_markdown(report))
+    print(f"{report['seconds']} s; wrote {args.out}/stability.{{json,md,csv,png}}")
+    return 0

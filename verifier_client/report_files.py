@@ -1,0 +1,31 @@
+"""The evaluation commands' output files: ``<stem>.json``, ``.md``, ``.csv`` and ``.png``, each
+written atomically (``models.atomic``), so an interrupted run never leaves a half-written file."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from models.atomic import write_bytes, write_json, write_text
+
+
+def png_bytes(figure: Any) -> bytes:
+    """A matplotlib figure as PNG bytes (120 dpi); the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def write_report(out: Path, stem: str, report: dict[str, Any], markdown: str, csv_text: str,
+                 png: bytes) -> list[Path]:
+    """Write the four files under ``out``; returns their paths (json, md, csv, png)."""
+    paths = [out / f"{stem}.{ext}" for ext in ("json", "md", "csv", "png")]
+    write_json(paths[0], report)
+    write_text(paths[1], markdown)
+    write_text(paths[2], csv_text)
+    write_bytes(paths[3], png)
+    return paths

@@ -1,0 +1,346 @@
+"""RDG vs CSRP stability at equal accuracy (seed paper, Section 5.4 and Table 5).
+
+The paper's question: a preprocessing-only adversarial-example defense (RDG, Qiu et al., IEEE
+Trans. Computers 2021) and CSRP cost the same clean accuracy; over 100 verification tests, what
+are the minimum and maximum matching rates each leaves the owner's fingerprints? The paper finds
+RDG's range wide and reaching 1.0 (it does not stop verification) and CSRP's narrow and below
+the independent models' maximum. Its setting was CIFAR-10, VGG-16, both at 0.83 top-1.
+
+The study here, on a zoo (defaults: ``target`` behind the zoo's ``csrp`` preprocessing):
+
+1. CSRP's top-1 on the first ``samples`` test images (``acc_repeats`` draws, per-sample: a
+   shared draw has the same expected accuracy, only a wider spread).
+2. RDG's ``distort_limit`` found by bisection so that its top-1 matches CSRP's (common random
+   numbers: the same seed gives the same uniforms at every ``d``, so top-1 falls smoothly in
+   ``d``), unless given; ``num_cells`` 10 as in the authors' code.
+3. Per fingerprint set, ``repeats`` tests (100 in the paper) of all N fingerprints for each
+   transform, in each draw mode:
+
+   * ``per-sample``: every fingerprint gets its own draw in every test. This is how this
+     project's server applies CSRP/RDG and what the paper's Algorithm 1 describes.
+   * ``shared``: one draw per test, applied to every fingerprint in it, as code that draws once
+     per call and is handed the whole query would. The paper does not say which its RDG run
+     used; this mode shows what the choice does to the spread.
+
+Every test's rate is kept, with min, max, mean, sample std, the binomial std
+``sqrt(m (1 - m) / N)`` that independent per-fingerprint coin flips would give at mean ``m``
+(per-sample draws can only be at or below it; a shared draw correlates the fingerprints and can
+exceed it), and the share of tests whose rate is above the independent models' maximum (what a
+single test would call "stolen" under the independent-max rule).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from models.adapt import accuracy_under
+from models.datasets import ImageData, load_dataset
+from models.errors import UserError
+from models.provenance import code_version, utc_now
+from models.repository import list_entries, load_config
+from models.runtime import load_predictor
+from models.transforms import build_transform
+from verifier_client.calibration import load_fingerprint_files, local_rates
+from verifier_client.matching import matching_rates
+from verifier_client.report_files import png_bytes, write_report
+
+DRAW_MODES = ("per-sample", "shared")
+DEFAULT_REPEATS = 100  # the paper's 100 tests
+DEFAULT_SAMPLES = 2000  # test images for the accuracy match
+DEFAULT_ACC_REPEATS = 3
+DEFAULT_TOLERANCE = 0.005  # |top-1(RDG) - top-1(CSRP)| that ends the search
+MAX_DISTORT_LIMIT = 0.95
+SEARCH_STEPS = 12
+
+LogitsFn = Callable[[Tensor], Tensor]
+
+
+class SharedDraw:
+    """A transform module with ONE parameter draw per call, applied to every image in the batch.
+
+    Wraps any module from ``models.transforms.build_transform`` (``generate_params`` /
+    ``apply``): the draw for a batch of 1 is repeated along the batch, so a test's N
+    fingerprints all see the same padding offsets (CSRP) or the same grid (RDG).
+    """
+
+    def __init__(self, transform: torch.nn.Module) -> None:
+        self.transform = transform
+
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        params = self.transform.generate_params(1, generator)
+        n = images.shape[0]
+        shared = {key: value.expand(n, *value.shape[1:]).contiguous()
+                  for key, value in params.items()}
+        return self.transform.apply(images, shared)
+
+    def spec(self) -> dict[str, object]:
+        return {**self.transform.spec(), "draw": "shared"}
+
+
+def top1_draws(logits_fn: LogitsFn, data: ImageData, spec: dict[str, Any] | None,
+               repeats: int, seed: int) -> list[float]:
+    """Top-1 on ``data`` behind ``spec`` for each of ``repeats`` draws (draw ``r`` seeded
+    ``seed + r``, ``models.adapt.accuracy_under``); one clean pass for ``spec = None``."""
+    return accuracy_under(logits_fn, data, spec, repeats, seed).top1s
+
+
+def rdg_for_accuracy(logits_fn: LogitsFn, data: ImageData, target_top1: float, *,
+                     num_cells: int = 10, seed: int = 0, tolerance: float = DEFAULT_TOLERANCE,
+                     steps: int = SEARCH_STEPS) -> tuple[float, float, list[dict[str, float]]]:
+    """The RDG ``distort_limit`` in ``[0, 0.95]`` whose top-1 on ``data`` is closest to
+    ``target_top1``, by bisection with one seeded draw per probe (common random numbers).
+
+    Returns ``(distort_limit, top1, trace)``; stops once within ``tolerance`` or after ``steps``
+    probes. ``UserError`` when even ``0.95`` keeps top-1 above the target.
+    """
+    def probe(d: float) -> float:
+        top1 = top1_draws(logits_fn, data, {"name": "rdg", "distort_limit": d,
+                                       "num_cells": num_cells}, 1, seed)[0]
+        trace.append({"distort_limit": round(d, 5), "top1": top1})
+        return top1
+
+    trace: list[dict[str, float]] = []
+    low, high = 0.0, MAX_DISTORT_LIMIT
+    if probe(high) > target_top1 + tolerance:
+        raise UserError(f"RDG at distort_limit {high} keeps top-1 {trace[-1]['top1']:.4f}, above "
+                        f"the {target_top1:.4f} to match: it cannot cost as much accuracy")
+    best = trace[-1]
+    for _ in range(steps - 1):
+        middle = (low + high) / 2
+        top1 = probe(middle)
+        if abs(top1 - target_top1) < abs(best["top1"] - target_top1):
+            best = trace[-1]
+        if abs(top1 - target_top1) <= tolerance:
+            break
+        if top1 > target_top1:
+            low = middle
+        else:
+            high = middle
+    return best["distort_limit"], best["top1"], trace
+
+
+def _rate_stats(rates: Sequence[float], n: int, independent_max: float) -> dict[str, Any]:
+    values = torch.tensor(list(rates), dtype=torch.float64)
+    mean = float(values.mean())
+    std = float(values.std()) if len(values) > 1 else 0.0
+    return {"min": float(values.min()), "max": float(values.max()), "mean": round(mean, 4),
+            "std": round(std, 4), "binomial_std": round(math.sqrt(mean * (1 - mean) / n), 4),
+            "above_independent_max": round(float((values > independent_max).double().mean()), 4),
+            "rates": [round(r, 4) for r in rates]}
+
+
+def _csrp_spec(zoo: Path, csrp_spec: dict[str, Any] | None) -> dict[str, Any]:
+    if csrp_spec is not None:
+        return csrp_spec
+    if (zoo / "csrp" / "config.json").exists():
+        spec = load_config(zoo / "csrp").preprocessing
+        if spec is not None and spec.get("name") == "csrp":
+            return dict(spec)
+    raise UserError(f"{zoo}: no csrp entry with CSRP preprocessing to copy the setting from; "
+                    "give --sigma and --p")
+
+
+def stability_study(zoo: Path, *, model: str = "target", csrp_spec: dict[str, Any] | None = None,
+                    distort_limit: float | None = None, num_cells: int = 10,
+                    repeats: int = DEFAULT_REPEATS, samples: int = DEFAULT_SAMPLES,
+                    acc_repeats: int = DEFAULT_ACC_REPEATS, modes: Sequence[str] = DRAW_MODES,
+                    seed: int = 0, data_root: str | None = None,
+                    progress: bool = True) -> dict[str, Any]:
+    """Run the study on ``zoo`` (see the module docstring); returns the JSON-ready report."""
+    for value, name in ((repeats, "repeats"), (samples, "samples"), (acc_repeats, "acc_repeats")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f"{name} must be an integer >= 1, got {value!r}")
+    if not modes or any(m not in DRAW_MODES for m in modes):
+        raise UserError(f"draw modes must be among {', '.join(DRAW_MODES)}, got {list(modes)}")
+    entries = set(list_entries(zoo))
+    independents = sorted(e for e in entries if e.startswith("indep-"))
+    if model not in entries or not independents:
+        raise UserError(f"{zoo}: the study needs the entry {model!r} and indep-* entries")
+    csrp = _csrp_spec(zoo, csrp_spec)
+    config = load_config(zoo / model)
+    if config.preprocessing is not None:
+        raise UserError(f"{zoo / model} already has preprocessing; the study adds its own")
+    sets = load_fingerprint_files([zoo / "fingerprints"])
+    started = time.perf_counter()
+    predictor = load_predictor(zoo / model)
+    test = load_dataset(config.dataset, "test", data_root).take(samples)
+
+    csrp_top1 = top1_draws(predictor.logits, test, csrp, acc_repeats, seed)
+    clean_top1 = top1_draws(predictor.logits, test, None, 1, seed)[0]
+    target_top1 = sum(csrp_top1) / len(csrp_top1)
+    search: list[dict[str, float]] = []
+    if distort_limit is None:
+        distort_limit, _, search = rdg_for_accuracy(predictor.logits, test, target_top1,
+                                                    num_cells=num_cells, seed=seed)
+    rdg = {"name": "rdg", "distort_limit": distort_limit, "num_cells": num_cells}
+    try:
+        transforms = {"RDG": build_transform(rdg), "CSRP only": build_transform(csrp)}
+    except ValueError as error:
+        raise UserError(f"transform: {error}") from None
+    rdg_top1 = top1_draws(predictor.logits, test, rdg, acc_repeats, seed)
+
+    independent_rates = {name: local_rates(zoo / name, sets) for name in independents}
+    methods = [s.method for s in sets]
+    independent_max = {m: max(independent_rates[n][i] for n in independents)
+                       for i, m in enumerate(methods)}
+    target_rates = local_rates(zoo / model, sets)
+    accuracy = {"RDG": rdg_top1, "CSRP only": csrp_top1}
+    rows: list[dict[str, Any]] = []
+    cells = [(label, mode) for label in transforms for mode in modes]
+    with _progress(progress) as bar:
+        task = bar.add_task("stability", total=len(cells) * len(sets))
+        for label, mode in cells:
+            module = transforms[label]
+            transform = module if mode == "per-sample" else SharedDraw(module)
+            stats = {}
+            for fset in sets:
+                result = matching_rates(predictor, fset.fingerprint_set, transform, repeats, seed)
+                stats[fset.method] = _rate_stats(result.rates, result.n,
+                                                 independent_max[fset.method])
+                bar.advance(task)
+            top1 = accuracy[label]
+            rows.append({"row": label, "draw": mode, "transform": module.spec(),
+                         "accuracy": round(sum(top1) / len(top1), 4),
+                         "accuracy_draws": [round(t, 4) for t in top1], "rates": stats})
+    independent_accuracy = [top1_draws(load_predictor(zoo / n).logits, test, None, 1, seed)[0]
+                            for n in independents]
+    return {
+        "zoo": str(zoo), "model": model, "methods": methods,
+        "fingerprints": [{"method": s.method, "file": s.path.name, "sha256": s.sha256, "n": s.n}
+                         for s in sets], "repeats": repeats, "seed": seed,
+        "modes": list(modes), "accuracy_samples": len(test), "accuracy_repeats": acc_repeats,
+        "clean_accuracy": round(clean_top1, 4), "csrp": csrp, "rdg": rdg, "rdg_search": search,
+        "target": {"rates": dict(zip(methods, target_rates, strict=True))},
+        "independent": {"models": independents,
+                        "accuracy": [min(independent_accuracy), max(independent_accuracy)],
+                        "rates": {m: [min(independent_rates[n][i] for n in independents),
+                                      independent_max[m]] for i, m in enumerate(methods)}},
+        "rows": rows, "seconds": round(time.perf_counter() - started, 1), "time": utc_now(),
+        "code_version": code_version(),
+    }
+
+
+class _NoProgress:
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, *args: object, **kwargs: object) -> int:
+        return 0
+
+    def advance(self, task: int) -> None:
+        return None
+
+
+def _progress(show: bool) -> Any:
+    if not show:
+        return _NoProgress()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress("[progress.description]{task.description}", BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+
+
+def _range(low: float, high: float) -> str:
+    return f"[{low:.2f}, {high:.2f}]"
+
+
+def _label(row: dict[str, Any]) -> str:
+    spec = row["transform"]
+    setting = (f"d = {spec['distort_limit']:.3g}" if spec["name"] == "rdg"
+               else f"sigma = {spec['sigma']:g}, p = {spec['p']}")
+    return f"{row['row']} ({setting}), {row['draw']} draws"
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The paper's Table 5 shape ([min, max] over the tests), then the spread's anatomy."""
+    methods = report["methods"]
+    head = "| row | ACC-top1 | " + " | ".join(methods) + " |"
+    rule = "|---|---:|" + "---:|" * len(methods)
+    independent = report["independent"]
+    lines = [head, rule,
+             f"| target | {report['clean_accuracy']:.2f} | "
+             + " | ".join(f"{report['target']['rates'][m]:.2f}" for m in methods) + " |",
+             f"| independent ({len(independent['models'])} models) | "
+             f"{_range(*independent['accuracy'])} | "
+             + " | ".join(_range(*independent["rates"][m]) for m in methods) + " |"]
+    for row in report["rows"]:
+        lines.append(f"| {_label(row)} | {row['accuracy']:.2f} | "
+                     + " | ".join(_range(row["rates"][m]["min"], row["rates"][m]["max"])
+                                  for m in methods) + " |")
+    spread = [head.replace("ACC-top1", "what"), rule]
+    for row in report["rows"]:
+        for key, what in (("std", "std / binomial std"),
+                          ("above_independent_max", "share of tests > independent max")):
+            cells = []
+            for m in methods:
+                stats = row["rates"][m]
+                cells.append(f"{stats['std']:.3f} / {stats['binomial_std']:.3f}" if key == "std"
+                             else f"{stats[key]:.2f}")
+            spread.append(f"| {_label(row)} | {what} | " + " | ".join(cells) + " |")
+    return (f"Matching rate [min, max] over {report['repeats']} tests of each set; ACC-top1 on "
+            f"the first {report['accuracy_samples']} test images (clean for the target and the "
+            f"independents, the mean of {report['accuracy_repeats']} draws behind a "
+            f"transform)\n\n" + "\n".join(lines)
+            + "\n\nSpread of the per-test rates\n\n" + "\n".join(spread) + "\n")
+
+
+def to_csv(report: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["row", "draw", "setting", "accuracy", "method", "min", "max", "mean", "std",
+                     "binomial_std", "above_independent_max", "independent_max"])
+    for row in report["rows"]:
+        for m in report["methods"]:
+            s = row["rates"][m]
+            writer.writerow([row["row"], row["draw"], _label(row), row["accuracy"], m, s["min"],
+                             s["max"], s["mean"], s["std"], s["binomial_std"],
+                             s["above_independent_max"], report["independent"]["rates"][m][1]])
+    return buffer.getvalue()
+
+
+def plot(report: dict[str, Any]) -> bytes:
+    """Per method: each row's [min, max] over the tests as a bar with its mean, on the grey band
+    of the independent models' [min, max]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods, rows = report["methods"], report["rows"]
+    figure, axes = plt.subplots(figsize=(10, 5.2))
+    width = 0.8 / max(1, len(rows))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, m in enumerate(methods):
+        low, high = report["independent"]["rates"][m]
+        axes.fill_between([j - 0.45, j + 0.45], low, high, color="grey", alpha=0.3,
+                          label="independent [min, max]" if j == 0 else None)
+    for i, row in enumerate(rows):
+        xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(methods))]
+        stats = [row["rates"][m] for m in methods]
+        colour = colours[i % len(colours)]
+        axes.vlines(xs, [s["min"] for s in stats], [s["max"] for s in stats], colors=colour,
+                    linewidth=6, alpha=0.7, label=_label(row))
+        axes.plot(xs, [s["mean"] for s in stats], "k_", markersize=8)
+    axes.set_xticks(range(len(methods)), methods)
+    axes.set_ylabel(f"matching rate, [min, max] over {report['repeats']} tests")
+    axes.set_ylim(0, 1.05)
+    axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=3)
+    figure.tight_layout()
+    return png_bytes(figure)
+
+
+def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
+    """``stability.json``, ``.md``, ``.csv`` and ``.png`` under ``out``, each atomically."""
+    return write_report(out, "stability", report, to_markdown(report), to_csv(report), plot(report))
