@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from models.adapt import accuracy_under
+from models.adapt import accuracy_under, check_spec_fits
 from models.datasets import ImageData, load_dataset
 from models.errors import UserError
 from models.provenance import code_version, utc_now
@@ -169,6 +169,14 @@ def stability_study(zoo: Path, *, model: str = "target", csrp_spec: dict[str, An
     config = load_config(zoo / model)
     if config.preprocessing is not None:
         raise UserError(f"{zoo / model} already has preprocessing; the study adds its own")
+    check_spec_fits(csrp, config.input_shape)
+    try:
+        csrp_module = build_transform(csrp)
+        if distort_limit is not None:
+            build_transform({"name": "rdg", "distort_limit": distort_limit,
+                             "num_cells": num_cells})
+    except ValueError as error:
+        raise UserError(f"transform: {error}") from None
     sets = load_fingerprint_files([zoo / "fingerprints"])
     started = time.perf_counter()
     predictor = load_predictor(zoo / model)
@@ -182,10 +190,7 @@ def stability_study(zoo: Path, *, model: str = "target", csrp_spec: dict[str, An
         distort_limit, _, search = rdg_for_accuracy(predictor.logits, test, target_top1,
                                                     num_cells=num_cells, seed=seed)
     rdg = {"name": "rdg", "distort_limit": distort_limit, "num_cells": num_cells}
-    try:
-        transforms = {"RDG": build_transform(rdg), "CSRP only": build_transform(csrp)}
-    except ValueError as error:
-        raise UserError(f"transform: {error}") from None
+    transforms = {"RDG": build_transform(rdg), "CSRP only": csrp_module}
     rdg_top1 = top1_draws(predictor.logits, test, rdg, acc_repeats, seed)
 
     independent_rates = {name: local_rates(zoo / name, sets) for name in independents}
@@ -214,7 +219,8 @@ def stability_study(zoo: Path, *, model: str = "target", csrp_spec: dict[str, An
     independent_accuracy = [top1_draws(load_predictor(zoo / n).logits, test, None, 1, seed)[0]
                             for n in independents]
     return {
-        "zoo": str(zoo), "model": model, "methods": methods,
+        "zoo": str(zoo), "model": model, "model_lineage": config.lineage.model_dump(),
+        "methods": methods,
         "fingerprints": [{"method": s.method, "file": s.path.name, "sha256": s.sha256, "n": s.n}
                          for s in sets], "repeats": repeats, "seed": seed,
         "modes": list(modes), "accuracy_samples": len(test), "accuracy_repeats": acc_repeats,

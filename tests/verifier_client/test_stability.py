@@ -131,3 +131,15 @@ def test_cli_writes_outputs_and_refuses_bad_input(tiny_zoo: Path, tmp_path: Path
     with pytest.raises(SystemExit):
         main(["stability", "--draws", "sometimes"])
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"csrp_spec": {"name": "csrp", "sigma": 0.5, "p": 2}}, "sigma"),
+    ({"csrp_spec": {"name": "csrp", "sigma": 1.5, "p": 45}}, "makes the image vanish"),
+    ({"distort_limit": 1.0}, "distort_limit"),
+    ({"modes": ("sometimes",)}, "draw modes"),
+    ({"repeats": 0}, "repeats")])
+def test_study_refuses_bad_settings_before_any_work(tiny_zoo: Path,  # noqa: F811
+                                                    kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        stability_study(tiny_zoo, progress=False, **kwargs)
