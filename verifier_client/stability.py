@@ -22,6 +22,11 @@ The study here, on a zoo (defaults: ``target`` behind the zoo's ``csrp`` preproc
      per call and is handed the whole query would. The paper does not say which its RDG run
      used; this mode shows what the choice does to the spread.
 
+With ``entries`` the rows are zoo entries behind their own preprocessing instead (the
+data-limited pirates: ``csrp-ft`` and ``rdg-ft-matched``, fine-tuned on 5% of the training set
+behind CSRP and behind the accuracy-matched RDG), compared at whatever top-1 fine-tuning bought
+each.
+
 Every test's rate is kept, with min, max, mean, sample std, the binomial std
 ``sqrt(m (1 - m) / N)`` that independent per-fingerprint coin flips would give at mean ``m``
 (per-sample draws can only be at or below it; a shared draw correlates the fingerprints and can
@@ -36,6 +41,7 @@ import io
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,82 +155,147 @@ def _csrp_spec(zoo: Path, csrp_spec: dict[str, Any] | None) -> dict[str, Any]:
                     "give --sigma and --p")
 
 
-def stability_study(zoo: Path, *, model: str = "target", csrp_spec: dict[str, Any] | None = None,
-                    distort_limit: float | None = None, num_cells: int = 10,
-                    repeats: int = DEFAULT_REPEATS, samples: int = DEFAULT_SAMPLES,
-                    acc_repeats: int = DEFAULT_ACC_REPEATS, modes: Sequence[str] = DRAW_MODES,
-                    seed: int = 0, data_root: str | None = None,
-                    progress: bool = True) -> dict[str, Any]:
-    """Run the study on ``zoo`` (see the module docstring); returns the JSON-ready report."""
+@dataclass
+class _Contender:
+    """One row's suspect: a predictor behind a transform, with its top-1 draws."""
+
+    label: str
+    predictor: Any
+    transform: torch.nn.Module
+    top1: list[float]
+
+
+def _check_settings(repeats: int, samples: int, acc_repeats: int, modes: Sequence[str]) -> None:
     for value, name in ((repeats, "repeats"), (samples, "samples"), (acc_repeats, "acc_repeats")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UserError(f"{name} must be an integer >= 1, got {value!r}")
     if not modes or any(m not in DRAW_MODES for m in modes):
         raise UserError(f"draw modes must be among {', '.join(DRAW_MODES)}, got {list(modes)}")
-    entries = set(list_entries(zoo))
-    independents = sorted(e for e in entries if e.startswith("indep-"))
-    if model not in entries or not independents:
+
+
+def _built(spec: dict[str, Any], input_shape: list[int]) -> torch.nn.Module:
+    check_spec_fits(spec, input_shape)
+    try:
+        module = build_transform(spec)
+    except ValueError as error:
+        raise UserError(f"transform: {error}") from None
+    assert module is not None
+    return module
+
+
+def _data_free(predictor: Any, test: ImageData, input_shape: list[int],
+               csrp: dict[str, Any], distort_limit: float | None, num_cells: int,
+               acc_repeats: int, seed: int) -> tuple[list[_Contender], dict[str, Any]]:
+    """The model behind RDG (matched to CSRP's top-1 unless ``distort_limit``) and CSRP."""
+    csrp_module = _built(csrp, input_shape)
+    if distort_limit is not None:
+        _built({"name": "rdg", "distort_limit": distort_limit, "num_cells": num_cells},
+               input_shape)
+    csrp_top1 = top1_draws(predictor.logits, test, csrp, acc_repeats, seed)
+    search: list[dict[str, float]] = []
+    if distort_limit is None:
+        distort_limit, _, search = rdg_for_accuracy(
+            predictor.logits, test, sum(csrp_top1) / len(csrp_top1), num_cells=num_cells,
+            seed=seed)
+    rdg = {"name": "rdg", "distort_limit": distort_limit, "num_cells": num_cells}
+    contenders = [
+        _Contender("RDG", predictor, _built(rdg, input_shape),
+                   top1_draws(predictor.logits, test, rdg, acc_repeats, seed)),
+        _Contender("CSRP only", predictor, csrp_module, csrp_top1)]
+    return contenders, {"csrp": csrp, "rdg": rdg, "rdg_search": search}
+
+
+def _from_entries(zoo: Path, names: Sequence[str], test: ImageData, dataset: str,
+                  acc_repeats: int, seed: int) -> list[_Contender]:
+    """Zoo entries, each behind its own preprocessing (e.g. the fine-tuned pirates)."""
+    contenders = []
+    for name in names:
+        config = load_config(zoo / name)
+        if config.preprocessing is None:
+            raise UserError(f"{zoo / name} has no preprocessing: nothing random to compare")
+        if config.dataset != dataset:
+            raise UserError(f"{zoo / name} is a {config.dataset} model, not {dataset}")
+        predictor = load_predictor(zoo / name)
+        contenders.append(_Contender(
+            name, predictor, _built(config.preprocessing, config.input_shape),
+            top1_draws(predictor.logits, test, config.preprocessing, acc_repeats, seed)))
+    return contenders
+
+
+def stability_study(zoo: Path, *, model: str = "target", csrp_spec: dict[str, Any] | None = None,
+                    distort_limit: float | None = None, num_cells: int = 10,
+                    entries: Sequence[str] | None = None,
+                    repeats: int = DEFAULT_REPEATS, samples: int = DEFAULT_SAMPLES,
+                    acc_repeats: int = DEFAULT_ACC_REPEATS, modes: Sequence[str] = DRAW_MODES,
+                    seed: int = 0, data_root: str | None = None,
+                    progress: bool = True) -> dict[str, Any]:
+    """Run the study on ``zoo`` (see the module docstring); returns the JSON-ready report.
+
+    By default the rows are ``model`` behind RDG and behind CSRP (the data-free pirate). With
+    ``entries`` they are those zoo entries instead, each behind its own preprocessing (e.g.
+    ``csrp-ft`` and ``rdg-ft-matched``, the data-limited pirates), and no search is run.
+    """
+    _check_settings(repeats, samples, acc_repeats, modes)
+    names = set(list_entries(zoo))
+    independents = sorted(e for e in names if e.startswith("indep-"))
+    if model not in names or not independents:
         raise UserError(f"{zoo}: the study needs the entry {model!r} and indep-* entries")
-    csrp = _csrp_spec(zoo, csrp_spec)
+    missing = [e for e in entries or () if e not in names]
+    if missing:
+        raise UserError(f"{zoo}: no entry {', '.join(map(repr, missing))}")
     config = load_config(zoo / model)
     if config.preprocessing is not None:
         raise UserError(f"{zoo / model} already has preprocessing; the study adds its own")
-    check_spec_fits(csrp, config.input_shape)
-    try:
-        csrp_module = build_transform(csrp)
-        if distort_limit is not None:
-            build_transform({"name": "rdg", "distort_limit": distort_limit,
-                             "num_cells": num_cells})
-    except ValueError as error:
-        raise UserError(f"transform: {error}") from None
+    setting: dict[str, Any] = {"csrp": None, "rdg": None, "rdg_search": []}
+    if not entries:
+        setting["csrp"] = _csrp_spec(zoo, csrp_spec)
+        _built(setting["csrp"], config.input_shape)  # refuse a bad setting before any work
     sets = load_fingerprint_files([zoo / "fingerprints"])
     started = time.perf_counter()
     predictor = load_predictor(zoo / model)
     test = load_dataset(config.dataset, "test", data_root).take(samples)
-
-    csrp_top1 = top1_draws(predictor.logits, test, csrp, acc_repeats, seed)
     clean_top1 = top1_draws(predictor.logits, test, None, 1, seed)[0]
-    target_top1 = sum(csrp_top1) / len(csrp_top1)
-    search: list[dict[str, float]] = []
-    if distort_limit is None:
-        distort_limit, _, search = rdg_for_accuracy(predictor.logits, test, target_top1,
-                                                    num_cells=num_cells, seed=seed)
-    rdg = {"name": "rdg", "distort_limit": distort_limit, "num_cells": num_cells}
-    transforms = {"RDG": build_transform(rdg), "CSRP only": csrp_module}
-    rdg_top1 = top1_draws(predictor.logits, test, rdg, acc_repeats, seed)
+    if entries:
+        contenders = _from_entries(zoo, entries, test, config.dataset, acc_repeats, seed)
+    else:
+        contenders, setting = _data_free(predictor, test, config.input_shape,
+                                         setting["csrp"], distort_limit, num_cells,
+                                         acc_repeats, seed)
 
     independent_rates = {name: local_rates(zoo / name, sets) for name in independents}
     methods = [s.method for s in sets]
     independent_max = {m: max(independent_rates[n][i] for n in independents)
                        for i, m in enumerate(methods)}
     target_rates = local_rates(zoo / model, sets)
-    accuracy = {"RDG": rdg_top1, "CSRP only": csrp_top1}
     rows: list[dict[str, Any]] = []
-    cells = [(label, mode) for label in transforms for mode in modes]
+    cells = [(contender, mode) for contender in contenders for mode in modes]
     with _progress(progress) as bar:
         task = bar.add_task("stability", total=len(cells) * len(sets))
-        for label, mode in cells:
-            module = transforms[label]
+        for contender, mode in cells:
+            module = contender.transform
             transform = module if mode == "per-sample" else SharedDraw(module)
             stats = {}
             for fset in sets:
-                result = matching_rates(predictor, fset.fingerprint_set, transform, repeats, seed)
+                result = matching_rates(contender.predictor, fset.fingerprint_set, transform,
+                                        repeats, seed)
                 stats[fset.method] = _rate_stats(result.rates, result.n,
                                                  independent_max[fset.method])
                 bar.advance(task)
-            top1 = accuracy[label]
-            rows.append({"row": label, "draw": mode, "transform": module.spec(),
+            top1 = contender.top1
+            rows.append({"row": contender.label, "draw": mode, "transform": module.spec(),
                          "accuracy": round(sum(top1) / len(top1), 4),
                          "accuracy_draws": [round(t, 4) for t in top1], "rates": stats})
     independent_accuracy = [top1_draws(load_predictor(zoo / n).logits, test, None, 1, seed)[0]
                             for n in independents]
     return {
         "zoo": str(zoo), "model": model, "model_lineage": config.lineage.model_dump(),
+        "entries": list(entries or []),
+        "entry_lineage": {e: load_config(zoo / e).lineage.model_dump() for e in entries or ()},
         "methods": methods,
         "fingerprints": [{"method": s.method, "file": s.path.name, "sha256": s.sha256, "n": s.n}
                          for s in sets], "repeats": repeats, "seed": seed,
         "modes": list(modes), "accuracy_samples": len(test), "accuracy_repeats": acc_repeats,
-        "clean_accuracy": round(clean_top1, 4), "csrp": csrp, "rdg": rdg, "rdg_search": search,
+        "clean_accuracy": round(clean_top1, 4), **setting,
         "target": {"rates": dict(zip(methods, target_rates, strict=True))},
         "independent": {"models": independents,
                         "accuracy": [min(independent_accuracy), max(independent_accuracy)],

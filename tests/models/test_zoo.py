@@ -16,7 +16,7 @@ def test_step_order_puts_the_target_first_and_names_every_pirate():
     assert names[0] == "target"
     assert names[1:4] == ["indep-01", "indep-02", "indep-03"]
     assert {"copy", "int8", "prune-0.1", "prune-0.5", "ftal", "csrp", "csrp-ft",
-            "rdg-ft"} <= set(names)
+            "rdg-ft", "rdg-ft-matched"} <= set(names)
 
 
 def test_build_derives_pirates_skips_existing_and_slims(tmp_path: Path, tiny_repo: Path):
@@ -38,6 +38,11 @@ def test_build_derives_pirates_skips_existing_and_slims(tmp_path: Path, tiny_rep
     assert csrp.preprocessing == ZOO_CSRP
     assert csrp.lineage.parent == "target"
     assert load_config(zoo / "copy").lineage.modification == "copy"
+    # a later partial build keeps the record of the steps it does not touch
+    build_zoo(zoo, independents=1, only=["prune-0.5"])
+    steps_record = json.loads((zoo / "BUILD.json").read_text())["steps"]
+    assert steps_record["copy"] == record["copy"]
+    assert steps_record["prune-0.5"]["status"] == "built"
     build = json.loads((zoo / "BUILD.json").read_text())
     assert build["csrp"] == ZOO_CSRP and build["independents"] == 1
 

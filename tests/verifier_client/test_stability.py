@@ -143,3 +143,40 @@ def test_study_refuses_bad_settings_before_any_work(tiny_zoo: Path,  # noqa: F81
                                                     kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(UserError, match=message):
         stability_study(tiny_zoo, progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def zoo_with_pirates(tiny_zoo: Path, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
+                     ) -> Path:
+    """The tiny zoo plus ``rdg-x``: the target served behind RDG (0.3)."""
+    zoo = tmp_path_factory.mktemp("pirates") / "zoo"
+    shutil.copytree(tiny_zoo, zoo)
+    shutil.copytree(zoo / "target", zoo / "rdg-x")
+    config = json.loads((zoo / "rdg-x" / "config.json").read_text())
+    config["preprocessing"] = {"name": "rdg", "distort_limit": 0.3, "num_cells": 10}
+    (zoo / "rdg-x" / "config.json").write_text(json.dumps(config))
+    return zoo
+
+
+def test_entries_are_compared_behind_their_own_preprocessing(zoo_with_pirates: Path,
+                                                             fmnist_test: Any) -> None:
+    report = stability_study(zoo_with_pirates, entries=["csrp", "rdg-x"], repeats=4,
+                             samples=100, acc_repeats=1, progress=False)
+    assert [(r["row"], r["draw"]) for r in report["rows"]] == [
+        ("csrp", "per-sample"), ("csrp", "shared"), ("rdg-x", "per-sample"), ("rdg-x", "shared")]
+    assert report["rows"][0]["transform"] == {"name": "csrp", "sigma": 1.23, "p": 6}
+    assert report["rows"][2]["transform"] == {"name": "rdg", "distort_limit": 0.3,
+                                              "num_cells": 10}
+    assert report["entries"] == ["csrp", "rdg-x"] and set(report["entry_lineage"]) == {
+        "csrp", "rdg-x"}
+    assert report["csrp"] is None and report["rdg_search"] == []
+    # each entry's accuracy is its own weights behind its own preprocessing, same seeds
+    logits = load_predictor(zoo_with_pirates / "target").logits
+    assert report["rows"][2]["accuracy"] == round(top1_draws(
+        logits, fmnist_test.take(100), report["rows"][2]["transform"], 1, 0)[0], 4)
+    with pytest.raises(UserError, match="has no preprocessing"):
+        stability_study(zoo_with_pirates, entries=["indep-01"], progress=False)
+    with pytest.raises(UserError, match="no entry 'nope'"):
+        stability_study(zoo_with_pirates, entries=["csrp", "nope"], progress=False)
+    assert main(["stability", "--zoo", str(zoo_with_pirates), "--entries", "csrp",
+                 "--sigma", "1.2", "--p", "2"]) == 2

@@ -9,6 +9,7 @@ from pathlib import Path
 from models.adapt import transform_spec
 from models.commands.common import positive_int
 from models.entries import set_threads
+from models.errors import UserError
 from verifier_client.stability import (
     DEFAULT_ACC_REPEATS,
     DEFAULT_REPEATS,
@@ -18,6 +19,8 @@ from verifier_client.stability import (
 
 EXAMPLES = """examples:
   python -m verifier_client stability --zoo zoo --out results/stability
+  python -m verifier_client stability --zoo zoo --entries csrp-ft,rdg-ft-matched \
+      --out results/stability-adapted
   python -m verifier_client stability --zoo zoo --distort-limit 0.25 --draws per-sample \\
       --repeats 20 --out build/stability-rdg-0.25
 
@@ -31,6 +34,13 @@ def draw_modes(value: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"draw modes are a comma-separated subset of "
                                          f"{','.join(DRAW_MODES)}, got {value!r}")
     return tuple(dict.fromkeys(modes))
+
+
+def entry_list(value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    if not names:
+        raise argparse.ArgumentTypeError(f"a comma-separated list of zoo entries, got {value!r}")
+    return names
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,6 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="RDG distortion limit in [0, 1) (default: matched to CSRP's top-1)")
     p.add_argument("--num-cells", type=positive_int, default=10,
                    help="RDG cells per axis (default %(default)s, the authors' setting)")
+    p.add_argument("--entries", type=entry_list, default=None, metavar="A,B",
+                   help="compare these zoo entries, each behind its own preprocessing (e.g. "
+                        "csrp-ft,rdg-ft-matched), instead of --model behind CSRP and RDG")
     p.add_argument("--repeats", type=positive_int, default=DEFAULT_REPEATS,
                    help="tests of every set per row (default %(default)s, the paper's)")
     p.add_argument("--samples", type=positive_int, default=DEFAULT_SAMPLES,
@@ -68,6 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from verifier_client.stability import stability_study, to_markdown, write_outputs
 
+    if args.entries and any(v is not None for v in (args.sigma, args.p, args.distort_limit)):
+        raise UserError("--entries compares entries behind their own preprocessing; "
+                        "--sigma/--p/--distort-limit do not apply")
     csrp = None
     if args.sigma is not None or args.p is not None:
         csrp = transform_spec("csrp", sigma=args.sigma, p=args.p)
@@ -76,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     report = stability_study(args.zoo, model=args.model, csrp_spec=csrp,
                              distort_limit=args.distort_limit, num_cells=args.num_cells,
+                             entries=args.entries,
                              repeats=args.repeats, samples=args.samples,
                              acc_repeats=args.acc_repeats, modes=args.draws, seed=args.seed,
                              data_root=args.data_root)
