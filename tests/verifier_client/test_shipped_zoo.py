@@ -17,7 +17,8 @@ from verifier_client.matching import matching_rates
 from verifier_client.verification import verify
 
 ZOO = Path(__file__).resolve().parents[2] / "zoo"
-PIRATES = ("copy", "int8", "prune-0.1", "prune-0.5", "ftal", "csrp", "csrp-ft", "rdg-ft")
+PIRATES = ("copy", "int8", "prune-0.1", "prune-0.5", "ftal", "csrp", "csrp-ft", "rdg-ft",
+           "rdg-ft-matched")
 METHODS = ("ipguard", "cae", "vce", "rce", "rce-gm", "rce-lt")
 
 def fset_path(method: str) -> Path:
@@ -38,6 +39,18 @@ def test_every_entry_loads_and_records_its_lineage() -> None:
             assert config.lineage.parent == "target", name
         load_predictor(ZOO / name)
     assert load_config(ZOO / "csrp").preprocessing == {"name": "csrp", "sigma": 1.23, "p": 6}
+
+
+def test_matched_rdg_costs_what_csrp_costs_before_fine_tuning() -> None:
+    """rdg-ft-matched's RDG limit was chosen so that, data-free, it costs the target as much
+    top-1 as the zoo's CSRP (both measured on the full test set when the entries were built)."""
+    csrp = load_config(ZOO / "csrp").metrics["transform_top1"]
+    matched = load_config(ZOO / "rdg-ft-matched")
+    assert matched.preprocessing == {"name": "rdg", "distort_limit": 0.713, "num_cells": 10}
+    assert abs(matched.metrics["parent_transform_top1"] - csrp) < 0.01
+    # and after the same fine-tuning CSRP has won back more than RDG
+    assert (load_config(ZOO / "csrp-ft").metrics["transform_top1"]
+            > matched.metrics["transform_top1"] + 0.03)
 
 
 @pytest.mark.parametrize("method", METHODS)
