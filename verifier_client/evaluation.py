@@ -22,7 +22,7 @@ from models.provenance import code_version, utc_now
 from models.repository import list_entries, load_config
 from verifier_client.calibration import load_fingerprint_files, local_rates, remote_rates
 from verifier_client.local_server import LocalServer
-from verifier_client.report_files import png_bytes, write_report
+from verifier_client.report_files import png_bytes, shade_independent_band, write_report
 
 ROWS = (("target", "target"), ("compression", "int8"), ("fine-tuning", "ftal"),
         ("pruning 0.1", "prune-0.1"), ("pruning 0.5", "prune-0.5"),
@@ -120,10 +120,7 @@ def plot(table: dict[str, Any]) -> bytes:
         xs = [j + (i - len(rows) / 2) * width for j in range(len(methods))]
         axes.bar(xs, [row["rates"][m] for m in methods], width, label=row["row"])
     if band is not None:
-        for j, m in enumerate(methods):
-            low, high = band["rates"][m]
-            axes.fill_between([j - 0.45, j + 0.45], low, high, color="grey", alpha=0.3,
-                              label="independent [min, max]" if j == 0 else None)
+        shade_independent_band(axes, methods, band["rates"])
     axes.set_xticks(range(len(methods)), methods)
     axes.set_ylabel("matching rate T_avg")
     axes.set_ylim(0, 1.05)

@@ -20,6 +20,15 @@ def png_bytes(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
+def shade_independent_band(axes: Any, methods: list[str],
+                           ranges: dict[str, list[float]]) -> None:
+    """Grey [min, max] of the independent models behind each method's group of bars."""
+    for j, method in enumerate(methods):
+        low, high = ranges[method]
+        axes.fill_between([j - 0.45, j + 0.45], low, high, color="grey", alpha=0.3,
+                          label="independent [min, max]" if j == 0 else None)
+
+
 def write_report(out: Path, stem: str, report: dict[str, Any], markdown: str, csv_text: str,
                  png: bytes) -> list[Path]:
     """Write the four files under ``out``; returns their paths (json, md, csv, png)."""

@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from torch import Tensor
 
 from models.adapt import accuracy_under, check_spec_fits
@@ -54,10 +56,10 @@ from models.errors import UserError
 from models.provenance import code_version, utc_now
 from models.repository import list_entries, load_config
 from models.runtime import load_predictor
-from models.transforms import build_transform
+from models.transforms import RDG, build_transform
 from verifier_client.calibration import load_fingerprint_files, local_rates
-from verifier_client.matching import matching_rates
-from verifier_client.report_files import png_bytes, write_report
+from verifier_client.matching import MatchingResult, matching_rates
+from verifier_client.report_files import png_bytes, shade_independent_band, write_report
 
 DRAW_MODES = ("per-sample", "shared")
 DEFAULT_REPEATS = 100  # the paper's 100 tests
@@ -134,13 +136,13 @@ def rdg_for_accuracy(logits_fn: LogitsFn, data: ImageData, target_top1: float, *
     return best["distort_limit"], best["top1"], trace
 
 
-def _rate_stats(rates: Sequence[float], n: int, independent_max: float) -> dict[str, Any]:
-    values = torch.tensor(list(rates), dtype=torch.float64)
-    mean = float(values.mean())
-    std = float(values.std()) if len(values) > 1 else 0.0
-    return {"min": float(values.min()), "max": float(values.max()), "mean": round(mean, 4),
-            "std": round(std, 4), "binomial_std": round(math.sqrt(mean * (1 - mean) / n), 4),
-            "above_independent_max": round(float((values > independent_max).double().mean()), 4),
+def _rate_stats(result: MatchingResult, independent_max: float) -> dict[str, Any]:
+    """The result's own summary plus the binomial std and the share above the independent max."""
+    rates, mean = result.rates, result.mean
+    return {"min": result.min, "max": result.max, "mean": round(mean, 4),
+            "std": round(result.std, 4),
+            "binomial_std": round(math.sqrt(mean * (1 - mean) / result.n), 4),
+            "above_independent_max": round(sum(r > independent_max for r in rates) / len(rates), 4),
             "rates": [round(r, 4) for r in rates]}
 
 
@@ -183,26 +185,22 @@ def _built(spec: dict[str, Any], input_shape: list[int]) -> torch.nn.Module:
     return module
 
 
-def _data_free(predictor: Any, test: ImageData, input_shape: list[int],
-               csrp: dict[str, Any], distort_limit: float | None, num_cells: int,
-               acc_repeats: int, seed: int) -> tuple[list[_Contender], dict[str, Any]]:
-    """The model behind RDG (matched to CSRP's top-1 unless ``distort_limit``) and CSRP."""
-    csrp_module = _built(csrp, input_shape)
-    if distort_limit is not None:
-        _built({"name": "rdg", "distort_limit": distort_limit, "num_cells": num_cells},
-               input_shape)
-    csrp_top1 = top1_draws(predictor.logits, test, csrp, acc_repeats, seed)
+def _data_free(predictor: Any, test: ImageData, csrp: torch.nn.Module,
+               rdg: torch.nn.Module | None, num_cells: int, acc_repeats: int,
+               seed: int) -> tuple[list[_Contender], dict[str, Any]]:
+    """The model behind RDG (``rdg``, or matched to CSRP's top-1 when ``None``) and CSRP."""
+    csrp_top1 = top1_draws(predictor.logits, test, csrp.spec(), acc_repeats, seed)
     search: list[dict[str, float]] = []
-    if distort_limit is None:
+    if rdg is None:
         distort_limit, _, search = rdg_for_accuracy(
             predictor.logits, test, sum(csrp_top1) / len(csrp_top1), num_cells=num_cells,
             seed=seed)
-    rdg = {"name": "rdg", "distort_limit": distort_limit, "num_cells": num_cells}
+        rdg = RDG(distort_limit, num_cells)
     contenders = [
-        _Contender("RDG", predictor, _built(rdg, input_shape),
-                   top1_draws(predictor.logits, test, rdg, acc_repeats, seed)),
-        _Contender("CSRP only", predictor, csrp_module, csrp_top1)]
-    return contenders, {"csrp": csrp, "rdg": rdg, "rdg_search": search}
+        _Contender("RDG", predictor, rdg,
+                   top1_draws(predictor.logits, test, rdg.spec(), acc_repeats, seed)),
+        _Contender("CSRP only", predictor, csrp, csrp_top1)]
+    return contenders, {"csrp": csrp.spec(), "rdg": rdg.spec(), "rdg_search": search}
 
 
 def _from_entries(zoo: Path, names: Sequence[str], test: ImageData, dataset: str,
@@ -246,10 +244,11 @@ def stability_study(zoo: Path, *, model: str = "target", csrp_spec: dict[str, An
     config = load_config(zoo / model)
     if config.preprocessing is not None:
         raise UserError(f"{zoo / model} already has preprocessing; the study adds its own")
-    setting: dict[str, Any] = {"csrp": None, "rdg": None, "rdg_search": []}
-    if not entries:
-        setting["csrp"] = _csrp_spec(zoo, csrp_spec)
-        _built(setting["csrp"], config.input_shape)  # refuse a bad setting before any work
+    if not entries:  # refuse a bad setting before any work
+        csrp = _built(_csrp_spec(zoo, csrp_spec), config.input_shape)
+        rdg = None if distort_limit is None else _built(
+            {"name": "rdg", "distort_limit": distort_limit, "num_cells": num_cells},
+            config.input_shape)
     sets = load_fingerprint_files([zoo / "fingerprints"])
     started = time.perf_counter()
     predictor = load_predictor(zoo / model)
@@ -257,10 +256,10 @@ def stability_study(zoo: Path, *, model: str = "target", csrp_spec: dict[str, An
     clean_top1 = top1_draws(predictor.logits, test, None, 1, seed)[0]
     if entries:
         contenders = _from_entries(zoo, entries, test, config.dataset, acc_repeats, seed)
+        setting: dict[str, Any] = {"csrp": None, "rdg": None, "rdg_search": []}
     else:
-        contenders, setting = _data_free(predictor, test, config.input_shape,
-                                         setting["csrp"], distort_limit, num_cells,
-                                         acc_repeats, seed)
+        contenders, setting = _data_free(predictor, test, csrp, rdg, num_cells, acc_repeats,
+                                         seed)
 
     independent_rates = {name: local_rates(zoo / name, sets) for name in independents}
     methods = [s.method for s in sets]
@@ -269,7 +268,9 @@ def stability_study(zoo: Path, *, model: str = "target", csrp_spec: dict[str, An
     target_rates = local_rates(zoo / model, sets)
     rows: list[dict[str, Any]] = []
     cells = [(contender, mode) for contender in contenders for mode in modes]
-    with _progress(progress) as bar:
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+                  disable=not progress) as bar:
         task = bar.add_task("stability", total=len(cells) * len(sets))
         for contender, mode in cells:
             module = contender.transform
@@ -278,8 +279,7 @@ def stability_study(zoo: Path, *, model: str = "target", csrp_spec: dict[str, An
             for fset in sets:
                 result = matching_rates(contender.predictor, fset.fingerprint_set, transform,
                                         repeats, seed)
-                stats[fset.method] = _rate_stats(result.rates, result.n,
-                                                 independent_max[fset.method])
+                stats[fset.method] = _rate_stats(result, independent_max[fset.method])
                 bar.advance(task)
             top1 = contender.top1
             rows.append({"row": contender.label, "draw": mode, "transform": module.spec(),
@@ -304,29 +304,6 @@ def stability_study(zoo: Path, *, model: str = "target", csrp_spec: dict[str, An
         "rows": rows, "seconds": round(time.perf_counter() - started, 1), "time": utc_now(),
         "code_version": code_version(),
     }
-
-
-class _NoProgress:
-    def __enter__(self) -> _NoProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, *args: object, **kwargs: object) -> int:
-        return 0
-
-    def advance(self, task: int) -> None:
-        return None
-
-
-def _progress(show: bool) -> Any:
-    if not show:
-        return _NoProgress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    return Progress("[progress.description]{task.description}", BarColumn(),
-                    MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
 
 
 def _range(low: float, high: float) -> str:
@@ -399,10 +376,7 @@ def plot(report: dict[str, Any]) -> bytes:
     figure, axes = plt.subplots(figsize=(10, 5.2))
     width = 0.8 / max(1, len(rows))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for j, m in enumerate(methods):
-        low, high = report["independent"]["rates"][m]
-        axes.fill_between([j - 0.45, j + 0.45], low, high, color="grey", alpha=0.3,
-                          label="independent [min, max]" if j == 0 else None)
+    shade_independent_band(axes, methods, report["independent"]["rates"])
     for i, row in enumerate(rows):
         xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(methods))]
         stats = [row["rates"][m] for m in methods]

@@ -87,8 +87,6 @@ def run(args: argparse.Namespace) -> int:
     csrp = None
     if args.sigma is not None or args.p is not None:
         csrp = transform_spec("csrp", sigma=args.sigma, p=args.p)
-    if args.distort_limit is not None:
-        transform_spec("rdg", distort_limit=args.distort_limit, num_cells=args.num_cells)
     set_threads(args.threads)
     report = stability_study(args.zoo, model=args.model, csrp_spec=csrp,
                              distort_limit=args.distort_limit, num_cells=args.num_cells,
