@@ -1,13 +1,19 @@
 """Preprocessing transforms on batched ``[N, C, H, W]`` tensors in ``[0, 1]``, params-then-apply.
 
+* ``RandomTransform`` (``base``): the one shape every transform has; ``register_transform``,
+  ``build_transform(spec)``, ``list_transforms()`` (``registry``).
 * ``csrp`` / ``CSRP``: the seed paper's Algorithm 1 (Certain Scale with Random Padding).
 * ``rdg`` / ``RDG``: random distortion over grids (Qiu et al., IEEE Trans. Computers 2021).
-* ``build_transform(spec)`` / ``describe(module)``: config.json spec <-> module.
 
 Parameters are drawn on the CPU from a ``torch.Generator`` and applied deterministically, so a
-run replays from its saved params or its seed, on any device.
+run replays from its saved params or its seed, on any device. Every module in this package is
+imported here, so a new transform is one new file with a ``@register_transform`` class.
 """
 
+import importlib as _importlib
+import pkgutil as _pkgutil
+
+from models.transforms.base import REQUIRED, Option, RandomTransform
 from models.transforms.csrp import (
     CSRP,
     PAPER_SETTINGS,
@@ -16,14 +22,27 @@ from models.transforms.csrp import (
     csrp_geometry,
     draw_offsets,
 )
-from models.transforms.factory import TRANSFORMS, build_transform, describe
 from models.transforms.rdg import RDG, draw_rdg_params, rdg
+from models.transforms.registry import (
+    build_transform,
+    describe,
+    list_transforms,
+    parse_spec_text,
+    register_transform,
+    transform_class,
+    unregister_transform,
+)
+
+for _module in _pkgutil.iter_modules(__path__):
+    _importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "CSRP",
     "PAPER_SETTINGS",
     "RDG",
-    "TRANSFORMS",
+    "REQUIRED",
+    "Option",
+    "RandomTransform",
     "build_transform",
     "compile_enabled",
     "csrp",
@@ -31,5 +50,10 @@ __all__ = [
     "describe",
     "draw_offsets",
     "draw_rdg_params",
+    "list_transforms",
+    "parse_spec_text",
     "rdg",
+    "register_transform",
+    "transform_class",
+    "unregister_transform",
 ]

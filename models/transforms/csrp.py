@@ -36,12 +36,21 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from models.transforms.base import (
+    Option,
+    RandomTransform,
+    check_batch_shape,
+    check_generator,
+    check_images,
+)
+from models.transforms.registry import register_transform
 
 __all__ = [
     "CSRP",
@@ -113,18 +122,6 @@ def csrp_geometry(height: int, width: int, sigma: float, p: int) -> tuple[int, i
     return h_max, w_max, h_r, w_r
 
 
-def _check_images(images: object) -> Tensor:
-    if not isinstance(images, Tensor):
-        raise ValueError(f"images must be a torch.Tensor [N, C, H, W]; got {type(images).__name__}")
-    if not images.is_floating_point():
-        raise ValueError(
-            f"images must be a floating-point tensor with values in [0, 1]; got {images.dtype}"
-        )
-    if images.dim() != 4:
-        raise ValueError(f"images must have rank 4 [N, C, H, W]; got shape {tuple(images.shape)}")
-    return images
-
-
 def _check_offsets(offsets: object, batch_size: int, p: int) -> Tensor:
     if not isinstance(offsets, Tensor):
         raise ValueError(f"offsets must be an integer tensor [N, 2]; got {type(offsets).__name__}")
@@ -140,16 +137,6 @@ def _check_offsets(offsets: object, batch_size: int, p: int) -> Tensor:
             f"{int(offsets.min())}..{int(offsets.max())}"
         )
     return offsets
-
-
-def _check_generator(generator: torch.Generator | None) -> None:
-    if generator is not None and (
-        not isinstance(generator, torch.Generator) or generator.device.type != "cpu"
-    ):
-        raise ValueError(
-            "generator must be a CPU torch.Generator (parameters are drawn on the CPU so that a "
-            f"seed gives the same draw on every device); got {generator!r}"
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,7 +281,7 @@ def draw_offsets(batch_size: int, p: int, generator: torch.Generator | None = No
         raise ValueError(f"p must be an integer >= 0 (padding); got {p!r}")
     if batch_size < 0:
         raise ValueError(f"batch_size must be >= 0; got {batch_size}")
-    _check_generator(generator)
+    check_generator(generator)
     return torch.randint(0, p + 1, (batch_size, 2), generator=generator, dtype=torch.int64)
 
 
@@ -332,7 +319,7 @@ def csrp(
     Raises:
         ValueError: bad ``images``, ``sigma``, ``p``, ``offsets``, ``generator`` or ``backend``.
     """
-    images = _check_images(images)
+    images = check_images(images)
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}; got {backend!r}")
     n, _, h, w = images.shape
@@ -355,59 +342,53 @@ def csrp(
     return _gather_separable(images, offsets, tables.rows, tables.cols)
 
 
-class CSRP(nn.Module):
-    """CSRP as a kornia-style module: ``generate_params`` then deterministic ``apply``.
+@register_transform("csrp")
+class CSRP(RandomTransform):
+    """CSRP as a registered transform: ``generate_params`` then deterministic ``apply_params``.
 
     ``CSRP(sigma, p)(images, generator)`` draws fresh per-sample offsets and applies them. To
-    replay a run, keep ``params = t.generate_params(n, generator)`` and call
-    ``t.apply(images, params)``. See ``csrp`` for the algorithm (seed paper, Algorithm 1) and
-    ``PAPER_SETTINGS`` for the paper's values (CIFAR-10: ``sigma=1.16, p=3``).
+    replay a run, keep ``params = t.generate_params(images.shape, generator)`` and call
+    ``t.apply_params(images, params)``. See ``csrp`` for the algorithm (seed paper, Algorithm 1)
+    and ``PAPER_SETTINGS`` for the paper's values (CIFAR-10: ``sigma=1.16, p=3``).
 
     Args:
-        sigma: scale limit, ``> 1``.
-        p: zero padding, integer ``>= 0``.
+        sigma: scale limit, ``> 1`` (no default; the zoo uses 1.23).
+        p: zero padding, integer ``>= 0`` (no default; the zoo uses 6).
         backend: see ``csrp`` (default ``"auto"``).
     """
 
-    name = "csrp"
+    options = (Option("sigma", float, "scale limit, > 1"),
+               Option("p", int, "zero padding, integer >= 0"))
 
     def __init__(self, sigma: float, p: int, *, backend: Backend = "auto") -> None:
         super().__init__()
         _check_sigma_p(sigma, p)
-        if backend not in _BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}; got {backend!r}")
         self.sigma = float(sigma)
         self.p = p
-        self.backend: Backend = backend
+        self.backend: Backend = "auto"
+        self.set_kernel(backend)
 
-    def generate_params(
-        self, batch_size: int, generator: torch.Generator | None = None
-    ) -> dict[str, Tensor]:
-        """``{"offsets": int64 [batch_size, 2]}`` on the CPU, uniform in ``0..p``."""
-        return {"offsets": draw_offsets(batch_size, self.p, generator)}
+    def generate_params(self, batch_shape: Sequence[int],
+                        generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """``{"offsets": int64 [N, 2]}`` on the CPU, uniform in ``0..p``."""
+        return {"offsets": draw_offsets(check_batch_shape(batch_shape)[0], self.p, generator)}
 
-    def apply(  # type: ignore[override]
-        self, images: Tensor, params: dict[str, Tensor] | None = None
-    ) -> Tensor:
-        """Deterministic CSRP with the given ``params["offsets"]``.
-
-        Called as ``nn.Module.apply(fn)`` (one callable, e.g. by a parent module's
-        ``.apply(init_fn)``) it keeps that meaning, so the module nests safely.
-        """
-        if params is None and callable(images) and not isinstance(images, Tensor):
-            return super().apply(images)  # type: ignore[return-value]
+    def apply_params(self, images: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """Deterministic CSRP with the given ``params["offsets"]``."""
         if not isinstance(params, dict) or "offsets" not in params:
             raise ValueError("params must be a dict with key 'offsets' (from generate_params)")
         return csrp(images, self.sigma, self.p, offsets=params["offsets"], backend=self.backend)
 
-    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Draw fresh offsets from ``generator`` and apply them."""
-        images = _check_images(images)
-        return self.apply(images, self.generate_params(images.shape[0], generator))
+    def check_fits(self, input_shape: Sequence[int]) -> None:
+        """``ValueError`` when ``floor(H * sigma) - p < 1`` (the image would vanish)."""
+        _, height, width = input_shape
+        csrp_geometry(height, width, self.sigma, self.p)
 
-    def spec(self) -> dict[str, object]:
-        """The config.json preprocessing spec that rebuilds this transform."""
-        return {"name": self.name, "sigma": self.sigma, "p": self.p}
+    def set_kernel(self, kernel: str) -> None:
+        """``"auto"``, ``"eager"`` or ``"compiled"`` (see ``csrp``)."""
+        if kernel not in _BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}; got {kernel!r}")
+        self.backend = kernel  # type: ignore[assignment]
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}, p={self.p}, backend={self.backend!r}"

@@ -30,12 +30,20 @@ params or the seed. Differentiable in the pixels.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from models.transforms.csrp import _check_generator, _check_images
+from models.transforms.base import (
+    Option,
+    RandomTransform,
+    check_batch_shape,
+    check_generator,
+    check_images,
+)
+from models.transforms.registry import register_transform
 
 __all__ = ["RDG", "draw_rdg_params", "rdg"]
 
@@ -62,7 +70,7 @@ def draw_rdg_params(
     ``"xsteps"`` distort the W axis (columns), ``"ysteps"`` the H axis (rows).
     """
     _check_rdg_args(distort_limit, num_cells)
-    _check_generator(generator)
+    check_generator(generator)
     if batch_size < 0:
         raise ValueError(f"batch_size must be >= 0; got {batch_size}")
     shape = (batch_size, num_cells)
@@ -134,7 +142,7 @@ def rdg(
         Tensor of the same shape, dtype and device, bilinear mixes of input pixels (so in
         ``[0, 1]`` up to float rounding); differentiable in ``images``.
     """
-    images = _check_images(images)
+    images = check_images(images)
     _check_rdg_args(distort_limit, num_cells)
     n, _, h, w = images.shape
     if params is None:
@@ -156,14 +164,16 @@ def rdg(
     )
 
 
-class RDG(nn.Module):
-    """RDG as a kornia-style module: ``generate_params`` then deterministic ``apply``.
+@register_transform("rdg")
+class RDG(RandomTransform):
+    """RDG as a registered transform: ``generate_params`` then deterministic ``apply_params``.
 
     See ``rdg`` (Qiu et al., IEEE Trans. Computers 2021). Defaults are the authors' settings,
     ``distort_limit=0.25, num_cells=10``.
     """
 
-    name = "rdg"
+    options = (Option("distort_limit", float, "distortion limit in [0, 1)", 0.25),
+               Option("num_cells", int, "cells per axis, >= 1", 10))
 
     def __init__(self, distort_limit: float = 0.25, num_cells: int = 10) -> None:
         super().__init__()
@@ -171,30 +181,14 @@ class RDG(nn.Module):
         self.distort_limit = float(distort_limit)
         self.num_cells = num_cells
 
-    def generate_params(
-        self, batch_size: int, generator: torch.Generator | None = None
-    ) -> dict[str, Tensor]:
-        """``{"xsteps", "ysteps"}``: float64 ``[batch_size, num_cells]`` on the CPU."""
-        return draw_rdg_params(batch_size, self.distort_limit, self.num_cells, generator)
+    def generate_params(self, batch_shape: Sequence[int],
+                        generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """``{"xsteps", "ysteps"}``: float64 ``[N, num_cells]`` on the CPU."""
+        n = check_batch_shape(batch_shape)[0]
+        return draw_rdg_params(n, self.distort_limit, self.num_cells, generator)
 
-    def apply(  # type: ignore[override]
-        self, images: Tensor, params: dict[str, Tensor] | None = None
-    ) -> Tensor:
-        """Deterministic RDG with the given params (``nn.Module.apply(fn)`` kept for a callable)."""
-        if params is None and callable(images) and not isinstance(images, Tensor):
-            return super().apply(images)  # type: ignore[return-value]
+    def apply_params(self, images: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """Deterministic RDG with the given params."""
         if params is None:
             raise ValueError("params must be a dict with keys 'xsteps' and 'ysteps'")
         return rdg(images, self.distort_limit, self.num_cells, params=params)
-
-    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Draw fresh per-sample factors from ``generator`` and apply them."""
-        images = _check_images(images)
-        return self.apply(images, self.generate_params(images.shape[0], generator))
-
-    def spec(self) -> dict[str, object]:
-        """The config.json preprocessing spec that rebuilds this transform."""
-        return {"name": self.name, "distort_limit": self.distort_limit, "num_cells": self.num_cells}
-
-    def extra_repr(self) -> str:
-        return f"distort_limit={self.distort_limit}, num_cells={self.num_cells}"

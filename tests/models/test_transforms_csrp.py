@@ -265,15 +265,15 @@ def test_value_errors(kwargs: dict[str, object], match: str) -> None:
 def test_module_replays_from_params_and_seed() -> None:
     t = CSRP(1.16, 3)
     images = torch.rand(8, 3, 12, 12)
-    params = t.generate_params(8, torch.Generator().manual_seed(9))
+    params = t.generate_params(images.shape, torch.Generator().manual_seed(9))
     assert set(params) == {"offsets"}
-    replay = t.apply(images, params)
+    replay = t.apply_params(images, params)
     fresh = t(images, torch.Generator().manual_seed(9))
     torch.testing.assert_close(replay, fresh, rtol=0, atol=0)
     torch.testing.assert_close(replay, csrp(images, 1.16, 3, params["offsets"]), rtol=0, atol=0)
     assert t.spec() == {"name": "csrp", "sigma": 1.16, "p": 3}
     with pytest.raises(ValueError, match=r"params must be a dict with key 'offsets'"):
-        t.apply(images, {"xsteps": torch.zeros(8, 2)})
+        t.apply_params(images, {"xsteps": torch.zeros(8, 2)})
 
 
 def test_module_nests_and_keeps_nn_module_apply() -> None:

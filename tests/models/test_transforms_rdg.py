@@ -97,10 +97,10 @@ def test_output_stays_in_unit_range() -> None:
 def test_replay_from_params_and_seed_and_seeds_differ() -> None:
     images = torch.rand(8, 3, 20, 20)
     t = RDG(0.25, 10)
-    params = t.generate_params(8, torch.Generator().manual_seed(5))
+    params = t.generate_params(images.shape, torch.Generator().manual_seed(5))
     assert set(params) == {"xsteps", "ysteps"} and params["xsteps"].shape == (8, 10)
     assert (params["xsteps"] >= 0.75).all() and (params["xsteps"] <= 1.25).all()
-    a = t.apply(images, params)
+    a = t.apply_params(images, params)
     b = t(images, torch.Generator().manual_seed(5))
     c = rdg(images, generator=torch.Generator().manual_seed(5))
     d = t(images, torch.Generator().manual_seed(6))
