@@ -5,8 +5,8 @@ ablation) and ``f^g`` is the stolen model fine-tuned (all layers) on ``g``-augme
 a seeded ``fraction`` of the training set, for a few epochs. With ``epochs = 0`` it is the
 data-free pirate: the same weights, served behind ``g``.
 
-* ``transform_spec(...)``: command-line options -> the config.json preprocessing spec, validated
-  (``UserError`` naming the option and its range);
+* ``checked_spec(spec, input_shape)``: a config.json preprocessing spec normalised by its
+  registered transform (``UserError`` naming the option and its range);
 * ``batch_transform(spec)``: the spec as the ``(images, generator) -> images`` callable that
   ``models.training.fit`` and ``accuracy`` take (fresh per-sample draws from the generator);
 * ``accuracy_under(...)``: top-1/top-5 over ``repeats`` independent draws, draw ``r`` seeded with
@@ -32,7 +32,7 @@ import math
 import shutil
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,12 +55,9 @@ from models.repository import (
 )
 from models.runtime import load_predictor
 from models.training import BatchTransform, TrainSettings, accuracy
-from models.transforms import TRANSFORMS, build_transform, csrp_geometry
-from models.transforms.csrp import Backend as CsrpBackend
+from models.transforms import RandomTransform, build_transform
 
 __all__ = [
-    "ADAPT_MODIFICATION",
-    "DATA_FREE_MODIFICATION",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_LR",
     "DEFAULT_REPEATS",
@@ -68,19 +65,27 @@ __all__ = [
     "accuracy_under",
     "adapt_entry",
     "adapt_model",
+    "adapt_modification",
     "batch_transform",
     "check_adapt",
     "check_spec_fits",
-    "transform_spec",
+    "checked_spec",
+    "data_free_modification",
 ]
 
-#: Lineage ``modification`` of a fine-tuned (data-limited) and a data-free pirate, per transform.
-ADAPT_MODIFICATION = {"csrp": "adapt-csrp", "rdg": "adapt-rdg"}
-DATA_FREE_MODIFICATION = {"csrp": "csrp-data-free", "rdg": "rdg-data-free"}
 DEFAULT_LR = 0.01
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_REPEATS = 5
-RDG_DEFAULTS = {"distort_limit": 0.25, "num_cells": 10}
+
+
+def adapt_modification(spec: dict[str, Any]) -> str:
+    """Lineage ``modification`` of a fine-tuned (data-limited) pirate: ``adapt-<transform>``."""
+    return f"adapt-{spec['name']}"
+
+
+def data_free_modification(spec: dict[str, Any]) -> str:
+    """Lineage ``modification`` of a data-free pirate: ``<transform>-data-free``."""
+    return f"{spec['name']}-data-free"
 
 
 # --------------------------------------------------------------------------------------------
@@ -88,68 +93,37 @@ RDG_DEFAULTS = {"distort_limit": 0.25, "num_cells": 10}
 # --------------------------------------------------------------------------------------------
 
 
-def transform_spec(name: str | None, *, sigma: float | None = None, p: int | None = None,
-                   distort_limit: float | None = None,
-                   num_cells: int | None = None) -> dict[str, Any] | None:
-    """The preprocessing spec for ``name`` and its options; ``None`` for ``"none"``/``None``.
-
-    CSRP needs ``sigma`` (> 1) and ``p`` (integer >= 0); RDG takes ``distort_limit`` in [0, 1)
-    and ``num_cells`` >= 1 (defaults 0.25 and 10, the authors' settings). Options that belong to
-    the other transform are refused rather than silently ignored.
-
-    Raises:
-        UserError: unknown name, missing or foreign option, value out of range.
-    """
-    if name is None or name == "none":
-        if any(v is not None for v in (sigma, p, distort_limit, num_cells)):
-            raise UserError("--sigma/--p/--distort-limit/--num-cells need --transform csrp or rdg")
-        return None
-    if name not in TRANSFORMS:
-        raise UserError(f"unknown transform {name!r}; choose one of "
-                        f"{', '.join(sorted(TRANSFORMS))} (or none)")
-    if name == "csrp":
-        if distort_limit is not None or num_cells is not None:
-            raise UserError("--distort-limit/--num-cells belong to --transform rdg, not csrp")
-        if sigma is None or p is None:
-            raise UserError("--transform csrp needs --sigma (> 1) and --p (integer >= 0)")
-        spec: dict[str, Any] = {"name": "csrp", "sigma": float(sigma), "p": p}
-    else:
-        if sigma is not None or p is not None:
-            raise UserError("--sigma/--p belong to --transform csrp, not rdg")
-        spec = {"name": "rdg",
-                "distort_limit": float(RDG_DEFAULTS["distort_limit"] if distort_limit is None
-                                       else distort_limit),
-                "num_cells": RDG_DEFAULTS["num_cells"] if num_cells is None else num_cells}
+def checked_spec(spec: dict[str, Any] | None,
+                 input_shape: Sequence[int] | None = None) -> dict[str, Any] | None:
+    """``spec`` normalised by its transform (defaults filled in); ``UserError`` when the spec is
+    malformed or, given ``input_shape`` ``[C, H, W]``, the transform cannot work on it."""
     try:
-        module = build_transform(spec)
+        transform = build_transform(spec)
+        if transform is not None and input_shape is not None:
+            transform.check_fits(input_shape)
     except ValueError as error:
         raise UserError(str(error)) from None
-    assert module is not None
-    return module.spec()
+    return None if transform is None else transform.spec()
 
 
-def check_spec_fits(spec: dict[str, Any] | None, input_shape: list[int]) -> None:
-    """``UserError`` when a CSRP spec makes a ``[C, H, W]`` image vanish (``Hmax - p < 1``)."""
-    if spec is None or spec.get("name") != "csrp":
-        return
-    _, height, width = input_shape
-    try:
-        csrp_geometry(height, width, spec["sigma"], spec["p"])
-    except ValueError as error:
-        raise UserError(str(error)) from None
+def check_spec_fits(spec: dict[str, Any] | None, input_shape: Sequence[int]) -> None:
+    """``UserError`` when the spec's transform cannot work on ``[C, H, W]`` images (e.g. a CSRP
+    padding that makes the image vanish)."""
+    checked_spec(spec, input_shape)
 
 
 def batch_transform(spec: dict[str, Any] | nn.Module | None,
-                    backend: CsrpBackend = "eager") -> BatchTransform | None:
+                    backend: str = "eager") -> BatchTransform | None:
     """``spec`` (or a built transform module) as ``transform(images, generator)`` for
     ``fit`` / ``accuracy``: fresh per-sample parameters from ``generator`` every call, run under
-    ``torch.no_grad`` (the pixels never need a gradient here). ``backend`` is CSRP's kernel
-    choice (see the module docstring for why ``"eager"`` is the default)."""
+    ``torch.no_grad`` (the pixels never need a gradient here). ``backend`` is the kernel a
+    transform with several uses (``RandomTransform.set_kernel``; see the module docstring for why
+    ``"eager"`` is the default)."""
     module = spec if isinstance(spec, nn.Module) else build_transform(spec)
     if module is None:
         return None
-    if hasattr(module, "backend"):
-        module.backend = backend
+    if isinstance(module, RandomTransform):
+        module.set_kernel(backend)
 
     def apply(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         with torch.no_grad():
@@ -212,7 +186,7 @@ class DrawAccuracy:
 def accuracy_under(logits_fn: Callable[[torch.Tensor], torch.Tensor], data: ImageData,
                    transform: dict[str, Any] | nn.Module | None, repeats: int = DEFAULT_REPEATS,
                    seed: int = 0, batch_size: int = 500,
-                   backend: CsrpBackend = "eager") -> DrawAccuracy:
+                   backend: str = "eager") -> DrawAccuracy:
     """Accuracy of ``logits_fn`` (a torch module or ``Predictor.logits``) on ``data`` under
     ``transform`` (a spec, a module or ``None``), over ``repeats`` independent draws.
 
@@ -256,7 +230,7 @@ def check_adapt(epochs: int, fraction: float, lr: float, batch_size: int = DEFAU
 
 def adapt_model(model: nn.Module, train: ImageData, spec: dict[str, Any], epochs: int,
                 lr: float = DEFAULT_LR, seed: int = 0, batch_size: int = DEFAULT_BATCH_SIZE,
-                backend: CsrpBackend = "eager", description: str = "adapt",
+                backend: str = "eager", description: str = "adapt",
                 show_progress: bool = True) -> nn.Module:
     """Fine-tune all layers of ``model`` in place on ``train`` seen through ``spec``.
 
@@ -267,7 +241,7 @@ def adapt_model(model: nn.Module, train: ImageData, spec: dict[str, Any], epochs
     """
     transform = batch_transform(spec, backend)
     if transform is None:
-        raise UserError("adaptation needs a transform (csrp or rdg); plain fine-tuning is "
+        raise UserError("adaptation needs a transform (e.g. csrp or rdg); plain fine-tuning is "
                         "`python -m models modify ftal`")
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     return finetune(model, train, settings, transform=transform, description=description,
@@ -282,7 +256,7 @@ def adapt_entry(parent: str | Path, out: str | Path, spec: dict[str, Any],
                 train: ImageData | None, test: ImageData, epochs: int = 2,
                 fraction: float = 0.05, lr: float = DEFAULT_LR, seed: int = 0,
                 batch_size: int = DEFAULT_BATCH_SIZE, repeats: int = DEFAULT_REPEATS,
-                backend: CsrpBackend = "eager", show_progress: bool = True) -> ModelConfig:
+                backend: str = "eager", show_progress: bool = True) -> ModelConfig:
     """Write ``out``: the parent adapted to ``spec`` (``epochs >= 1``) or, for ``epochs = 0``,
     the parent's files unchanged behind ``spec`` (the data-free pirate).
 
@@ -299,10 +273,9 @@ def adapt_entry(parent: str | Path, out: str | Path, spec: dict[str, Any],
     parent, out = Path(parent), Path(out)
     check_adapt(epochs, fraction, lr, batch_size, repeats)
     parent_config, parent_ref = resolve_parent(parent, out)
-    spec = transform_spec(spec.get("name"), **{k: v for k, v in spec.items() if k != "name"})
+    spec = checked_spec(spec, parent_config.input_shape)
     if spec is None:
-        raise UserError("adaptation needs a transform (csrp or rdg)")
-    check_spec_fits(spec, parent_config.input_shape)
+        raise UserError("adaptation needs a transform (e.g. csrp or rdg)")
     if epochs == 0:
         return _data_free_entry(parent, out, parent_config, parent_ref, spec, test, seed,
                                 repeats, backend)
@@ -327,7 +300,7 @@ def adapt_entry(parent: str | Path, out: str | Path, spec: dict[str, Any],
                   "eval_repeats": repeats}
     if parent_config.preprocessing is not None:
         parameters["parent_preprocessing"] = parent_config.preprocessing
-    config = derive_config(parent_config, parent_ref, out.name, ADAPT_MODIFICATION[spec["name"]],
+    config = derive_config(parent_config, parent_ref, out.name, adapt_modification(spec),
                            parameters, seed=seed, preprocessing=spec)
     extra = {**comparison_metrics(parent_clean, child_clean, len(test)),
              **child_under.summary("transform_"), **parent_under.summary("parent_transform_"),
@@ -344,7 +317,7 @@ def _spec_parameters(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _data_free_entry(parent: Path, out: Path, parent_config: ModelConfig, parent_ref: str,
                      spec: dict[str, Any], test: ImageData, seed: int, repeats: int,
-                     backend: CsrpBackend) -> ModelConfig:
+                     backend: str) -> ModelConfig:
     started = time.perf_counter()
     predictor = load_predictor(parent)
     clean = evaluate(predictor.logits, test)
@@ -354,7 +327,7 @@ def _data_free_entry(parent: Path, out: Path, parent_config: ModelConfig, parent
     if parent_config.preprocessing is not None:
         parameters["parent_preprocessing"] = parent_config.preprocessing
     config = derive_config(parent_config, parent_ref, out.name,
-                           DATA_FREE_MODIFICATION[spec["name"]], parameters, seed=seed,
+                           data_free_modification(spec), parameters, seed=seed,
                            preprocessing=spec)
     metrics = {"test_top1": round(clean.top1, 4), "test_top5": round(clean.top5, 4),
                **comparison_metrics(clean, clean, len(test)),

@@ -1,16 +1,29 @@
-"""The shape every ``python -m <package>`` CLI shares: auto-discovered command modules, one-line
-user errors, exit status 2 for bad input."""
+"""Everything the ``models`` and ``verifier_client`` command lines share.
+
+* the CLI shape: auto-discovered command modules, one-line user errors, exit status 2;
+* argument types that check their value (``positive_int``, ``fraction``, ``out_entry``, ...);
+* the transform options: ``--transform NAME`` (or ``NAME(key=value, ...)``) and one flag per
+  option of every registered transform, turned into a checked preprocessing spec.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import pkgutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from models.errors import UserError
+from models.repository import CONFIG_FILE, validate_model_name
+
+# --------------------------------------------------------------------------------------------
+# the CLI shape
+# --------------------------------------------------------------------------------------------
 
 
 def build_parser(prog: str, description: str, commands: ModuleType) -> argparse.ArgumentParser:
@@ -36,3 +49,166 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+# --------------------------------------------------------------------------------------------
+# argument types
+# --------------------------------------------------------------------------------------------
+
+
+def out_entry(value: str) -> Path:
+    """``REPO/NAME`` for a new repository entry; NAME must be a valid model name."""
+    path = Path(value)
+    try:
+        validate_model_name(path.name)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return path
+
+
+def existing_entry(value: str) -> Path:
+    """``REPO/NAME`` of an existing entry (a folder with config.json)."""
+    path = Path(value)
+    if not (path / CONFIG_FILE).is_file():
+        raise argparse.ArgumentTypeError(f"{value}: not a model repository entry (no config.json)")
+    return path
+
+
+def checked_number(value: str, kind: type[int] | type[float], ok: Callable[[float], bool],
+                   rule: str) -> Any:
+    """Parse ``value`` as ``kind`` and check it; argparse shows the message as a usage error."""
+    try:
+        number = kind(value)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"not {what}: {value!r}") from None
+    if not ok(number):
+        raise argparse.ArgumentTypeError(f"must be {rule}, got {number}")
+    return number
+
+
+def fraction(value: str) -> float:
+    return checked_number(value, float, lambda v: 0.0 < v <= 1.0, "in (0, 1]")
+
+
+def positive_int(value: str) -> int:
+    return checked_number(value, int, lambda v: v >= 1, ">= 1")
+
+
+def non_negative_int(value: str) -> int:
+    return checked_number(value, int, lambda v: v >= 0, ">= 0")
+
+
+def positive_float(value: str) -> float:
+    return checked_number(value, float, lambda v: v > 0, "> 0")
+
+
+# --------------------------------------------------------------------------------------------
+# transform options
+# --------------------------------------------------------------------------------------------
+
+
+def _all_options() -> dict[str, Any]:
+    """Every option of every registered transform by name (the first transform that has it)."""
+    from models.transforms import list_transforms, transform_class
+
+    found: dict[str, Any] = {}
+    for name in list_transforms():
+        for option in transform_class(name).options:
+            found.setdefault(option.name, option)
+    return found
+
+
+def add_transform_arguments(p: argparse.ArgumentParser, *, allow_none: bool,
+                            default_help: str | None = None) -> None:
+    """``--transform`` and one flag per transform option (checked later by
+    :func:`transform_spec`, so that a bad value is one error line, not argparse's usage)."""
+    from models.transforms import list_transforms, transform_class
+
+    names = ", ".join(list_transforms()) + (" or none" if allow_none else "")
+    p.add_argument("--transform", default=None, metavar="NAME",
+                   required=not allow_none and default_help is None,
+                   help=f"preprocessing: {names}, optionally with its options inline, e.g. "
+                        f"'csrp(sigma=1.23, p=6)'" + (f" ({default_help})" if default_help else ""))
+    owners: dict[str, list[str]] = {}
+    for name in list_transforms():
+        for option in transform_class(name).options:
+            owners.setdefault(option.name, []).append(name)
+    for key, option in _all_options().items():
+        default = "" if option.required else f" (default {option.default})"
+        p.add_argument(option.flag, dest=f"transform_{key}", type=option.kind, default=None,
+                       help=f"{'/'.join(owners[key])}: {option.help}{default}")
+    p.add_argument("--csrp-backend", choices=("eager", "auto", "compiled"), default="eager",
+                   help="CSRP kernel (default eager: no torch.compile warm-up or recompiles; "
+                   "the transform is well under 1%% of a training step)")
+
+
+def given_transform_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The transform option flags given on the command line, by option name."""
+    return {key: getattr(args, f"transform_{key}") for key in _all_options()
+            if getattr(args, f"transform_{key}", None) is not None}
+
+
+def transform_spec(name: str | None, **options: Any) -> dict[str, Any] | None:
+    """The checked preprocessing spec for ``--transform name`` and option flags; ``None`` for
+    ``"none"`` / ``None``. ``name`` may carry options inline: ``"csrp(sigma=1.23, p=6)"``.
+
+    Raises:
+        UserError: unknown name, missing or foreign option, value out of range.
+    """
+    from models.transforms import list_transforms, parse_spec_text, transform_class
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if name is not None and "(" in name:
+        try:
+            inline = parse_spec_text(name)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        name = inline.pop("name")
+        twice = sorted(set(inline) & set(given))
+        if twice:
+            raise UserError(f"{', '.join(twice)} given both inline and as a flag")
+        given.update(inline)
+    if name is None or name == "none":
+        if given:
+            raise UserError(_foreign_options(given, None))
+        return None
+    if name not in list_transforms():
+        raise UserError(f"unknown transform {name!r}; choose one of "
+                        f"{', '.join(list_transforms())} (or none)")
+    cls = transform_class(name)
+    own = {o.name: o for o in cls.options}
+    if any(k not in own for k in given):
+        raise UserError(_foreign_options({k: v for k, v in given.items() if k not in own}, name))
+    missing = [o for o in cls.options if o.required and o.name not in given]
+    if missing:
+        raise UserError(f"--transform {name} needs {' and '.join(o.flag for o in missing)} ("
+                        + "; ".join(f"{o.flag}: {o.help}" for o in missing) + ")")
+    spec = {"name": name, **{o.name: o.default for o in cls.options if not o.required},
+            **{k: own[k].coerce(v) for k, v in given.items()}}
+    try:
+        return cls(**{k: v for k, v in spec.items() if k != "name"}).spec()
+    except ValueError as error:
+        raise UserError(f"bad transform: {error}") from None
+
+
+def _foreign_options(given: dict[str, Any], name: str | None) -> str:
+    """"--sigma/--p belong to --transform csrp[, not rdg]" for options ``name`` lacks."""
+    from models.transforms import list_transforms, transform_class
+
+    key = sorted(given)[0]
+    for owner in list_transforms():
+        flags = [o.flag for o in transform_class(owner).options]
+        if any(o.name == key for o in transform_class(owner).options):
+            return (f"{'/'.join(flags)} belong to --transform {owner}"
+                    + (f", not {name}" if name else ""))
+    return f"--{key.replace('_', '-')} is not an option of any transform"
+
+
+def spec_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    """:func:`transform_spec` of the parsed ``--transform`` and option flags."""
+    return transform_spec(args.transform, **given_transform_options(args))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
 
 from models.adapt import (
     DEFAULT_BATCH_SIZE,
@@ -20,9 +19,14 @@ from models.adapt import (
     adapt_entry,
     check_adapt,
     check_spec_fits,
-    transform_spec,
 )
-from models.commands.common import out_entry, positive_int, print_json
+from models.cli_support import (
+    add_transform_arguments,
+    out_entry,
+    positive_int,
+    print_json,
+    spec_from_args,
+)
 from models.datasets import load_dataset
 from models.entries import set_threads
 from models.errors import UserError
@@ -37,31 +41,6 @@ EXAMPLES = """examples:
       --out zoo/pirate-csrp                 # data-free: same weights, CSRP in front
   python -m models adapt --from zoo/target --transform rdg --distort-limit 0.25 \\
       --num-cells 10 --fraction 0.05 --epochs 3 --out zoo/pirate-rdg-ft"""
-
-CSRP_BACKENDS = ("eager", "auto", "compiled")
-
-
-def add_transform_arguments(p: argparse.ArgumentParser, *, allow_none: bool) -> None:
-    """``--transform`` and its options (validated later by ``models.adapt.transform_spec``, so
-    that a bad value is one error line rather than argparse's usage block)."""
-    names = "csrp, rdg" + (" or none" if allow_none else "")
-    p.add_argument("--transform", default=None, metavar="NAME",
-                   required=not allow_none, help=f"preprocessing: {names}")
-    p.add_argument("--sigma", type=float, default=None, help="CSRP scale limit, > 1")
-    p.add_argument("--p", type=int, default=None, help="CSRP zero padding, integer >= 0")
-    p.add_argument("--distort-limit", type=float, default=None,
-                   help="RDG distortion limit in [0, 1) (default 0.25)")
-    p.add_argument("--num-cells", type=int, default=None,
-                   help="RDG cells per axis, >= 1 (default 10)")
-    p.add_argument("--csrp-backend", choices=CSRP_BACKENDS, default="eager",
-                   help="CSRP kernel (default eager: no torch.compile warm-up or recompiles; "
-                   "the transform is well under 1%% of a training step)")
-
-
-def spec_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
-    return transform_spec(args.transform, sigma=args.sigma, p=args.p,
-                          distort_limit=args.distort_limit, num_cells=args.num_cells)
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("adapt", help="pirate: fine-tune a copy on CSRP/RDG-augmented data",

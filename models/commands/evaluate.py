@@ -16,8 +16,13 @@ from typing import Any
 
 from models.adapt import DEFAULT_REPEATS, accuracy_under, check_spec_fits
 from models.atomic import write_json
-from models.commands.adapt import add_transform_arguments, spec_from_args
-from models.commands.common import positive_int, print_json
+from models.cli_support import (
+    add_transform_arguments,
+    given_transform_options,
+    positive_int,
+    print_json,
+    spec_from_args,
+)
 from models.datasets import load_dataset
 from models.entries import set_threads
 from models.errors import UserError
@@ -56,8 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.model)
     if args.transform is None:
-        if any(v is not None for v in (args.sigma, args.p, args.distort_limit, args.num_cells)):
-            raise UserError("--sigma/--p/--distort-limit/--num-cells need --transform csrp or rdg")
+        if given_transform_options(args):
+            spec_from_args(args)  # raises: options need a transform
         spec, source = config.preprocessing, "config"
     else:
         spec, source = spec_from_args(args), "option"

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from models.atomic import write_bytes, write_json
-from models.commands.common import positive_int, print_json
+from models.cli_support import positive_int, print_json
 from models.datasets import load_dataset
 from models.errors import UserError
 from models.onnx_export import OPSET, check_parity, export_onnx

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from models.commands.common import print_json
+from models.cli_support import print_json
 from models.errors import UserError
 from models.repository import (
     CONFIG_FILE,

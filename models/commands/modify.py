@@ -11,7 +11,7 @@ import argparse
 import time
 from typing import Any
 
-from models.commands.common import out_entry, positive_int, print_json
+from models.cli_support import out_entry, positive_int, print_json
 from models.datasets import ImageData, load_dataset
 from models.modify import (
     DEFAULT_CALIBRATION,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from models.architectures import list_models
-from models.commands.common import out_entry, positive_int, print_json
+from models.cli_support import out_entry, positive_int, print_json
 from models.datasets import dataset_info, list_datasets, load_dataset
 from models.entries import train_to_entry
 from models.training import TrainSettings

@@ -109,7 +109,7 @@ def test_evaluate_onnx_only_int8_entry(repo, capsys, fmnist_train, fmnist_test):
     (["--model", "{repo}/target", "--repeats", "0"], r"--repeats must be >= 1"),
     (["--model", "{repo}/target", "--samples", "0"], r"--samples must be >= 1"),
     (["--model", "{repo}/target", "--transform", "blur"], "unknown transform 'blur'"),
-    (["--model", "{repo}/target", "--sigma", "1.2"], "need --transform csrp or rdg"),
+    (["--model", "{repo}/target", "--sigma", "1.2"], "--sigma/--p belong to --transform csrp"),
     (["--model", "{repo}/target", "--transform", "csrp", "--sigma", "1.2", "--p", "-2"],
      r"p must be an integer >= 0"),
     (["--model", "{repo}/target", "--transform", "csrp", "--sigma", "1", "--p", "2"],

@@ -10,14 +10,13 @@ Registered: ``ipguard`` (Cao et al. 2021), ``cae`` (Lukas et al. 2021), ``vce``,
 
 from __future__ import annotations
 
-import fnmatch
 import inspect
 from typing import Any
 
 from models.errors import UserError
 from verifier_client.fingerprints import cae, ipguard, rce, rce_gm, rce_lt, vce  # noqa: F401
 from verifier_client.fingerprints.base import (
-    _METHODS,
+    METHODS,
     Candidates,
     FingerprintMethod,
     GenerationError,
@@ -37,14 +36,14 @@ __all__ = ["Candidates", "FingerprintMethod", "GenerationError", "ModelPools", "
 
 def list_methods(pattern: str = "*") -> list[str]:
     """Registered method names matching a shell-style ``pattern``, sorted."""
-    return sorted(name for name in _METHODS if fnmatch.fnmatch(name, pattern))
+    return METHODS.names(pattern)
 
 
 def get_method_class(name: str) -> type[FingerprintMethod]:
-    if name not in _METHODS:
+    if name not in METHODS:
         raise UserError(f"unknown fingerprinting method {name!r}; choose one of "
                         f"{', '.join(list_methods())}")
-    return _METHODS[name]
+    return METHODS.get(name)
 
 
 def method_parameters(name: str) -> dict[str, Any]:

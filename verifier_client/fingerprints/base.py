@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from models.datasets import ImageData
 from models.errors import UserError
 from models.provenance import code_version, utc_now
+from models.registry import Registry
 from verifier_client.fingerprint_set import FingerprintSet, snap_to_grid
 
 DEFAULT_MARGIN = 0.01
@@ -115,20 +116,12 @@ class Candidates:
 
 # -------------------------------------------------------------------------------- registry
 
-_METHODS: dict[str, type[FingerprintMethod]] = {}
+METHODS: Registry[type[FingerprintMethod]] = Registry("fingerprinting method")
 
 
 def register_method(name: str) -> Callable[[type[M]], type[M]]:
     """Class decorator: register a ``FingerprintMethod`` under ``name`` (timm-style)."""
-
-    def decorator(cls: type[M]) -> type[M]:
-        if name in _METHODS:
-            raise ValueError(f"fingerprinting method {name!r} registered twice")
-        cls.name = name
-        _METHODS[name] = cls
-        return cls
-
-    return decorator
+    return METHODS.register(name)  # type: ignore[return-value]
 
 
 # -------------------------------------------------------------------------------- pieces
