@@ -333,27 +333,20 @@ def local_rates(path: Path, sets: Sequence[FingerprintFile], repeats: int = 1,
 
 
 async def remote_rates(url: str, model: str, sets: Sequence[FingerprintFile], repeats: int,
-                        client_options: dict[str, Any]) -> list[float]:
-    from verifier_client.oip_client import OIPClient, QueryFailedError
+                       client_options: dict[str, Any]) -> list[float]:
+    """Mean matching rate of the remote ``model`` on each set over ``repeats`` queries
+    (``OIPClient.repeat``: failed repeats are left out, never scored)."""
+    from verifier_client.oip_client import OIPClient
 
-    rates = []
     async with OIPClient(url, **client_options) as client:
         await client.check_ready()
         meta = await client.model_metadata(model)
-        for fset in sets:
-            prepared = client.prepare(meta, fset.images)
-            results = await asyncio.gather(*(client.infer_prepared(prepared)
-                                             for _ in range(repeats)), return_exceptions=True)
-            done = []
-            for result in results:
-                if isinstance(result, QueryFailedError):
-                    continue
-                if isinstance(result, BaseException):
-                    raise result
-                done.append(float(np.mean(result == fset.labels)))
-            if not done:
-                raise UserError(f"{model} at {url}: every query for {fset.path.name} failed")
-            rates.append(float(np.mean(done)))
+        results = await client.repeat([client.prepare(meta, s.images) for s in sets], repeats)
+    rates = []
+    for fset, result in zip(sets, results, strict=True):
+        if not result.answers:
+            raise UserError(f"{model} at {url}: every query for {fset.path.name} failed")
+        rates.append(float(np.mean(result.rates(fset.labels))))
     return rates
 
 

@@ -28,7 +28,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -39,6 +39,7 @@ from models.errors import UserError
 
 __all__ = [
     "BadResponseError",
+    "Chunk",
     "InputMismatchError",
     "InputPlan",
     "ModelMetadata",
@@ -47,11 +48,16 @@ __all__ = [
     "OIPError",
     "PreparedQuery",
     "QueryFailedError",
+    "Repeats",
     "RequestRejectedError",
     "RetryPolicy",
     "ServerUnreachableError",
     "TensorSpec",
     "choose_input",
+    "encode_binary",
+    "image_shape",
+    "labels_from_response",
+    "to_wire",
 ]
 
 # httpcore tries ``import sniffio`` on every request; when it is not installed each failed import
@@ -258,7 +264,23 @@ def choose_input(meta: ModelMetadata, image_shape: Sequence[int]) -> InputPlan:
 # --------------------------------------------------------------------------------------------
 
 
-def _to_wire(plan: InputPlan, images: np.ndarray) -> np.ndarray:
+def image_shape(meta: ModelMetadata) -> tuple[int, int, int] | None:
+    """(C, H, W) of the first image input with a fully known size, ``None`` when none declares
+    one. UINT8 inputs are read as NHWC and FP32 ones as NCHW unless only the other axis can hold
+    channels (1, 3 or 4); a 3-d shape is per item, a 4-d one includes the batch axis."""
+    for spec in meta.inputs:
+        item = spec.shape[-3:] if len(spec.shape) in (3, 4) else ()
+        if len(item) != 3 or -1 in item or spec.datatype not in ("UINT8", "FP32"):
+            continue
+        nhwc = (item[2], item[0], item[1])
+        nchw = (item[0], item[1], item[2])
+        if spec.datatype == "UINT8":
+            return nhwc if item[2] in (1, 3, 4) else nchw
+        return nchw if item[0] in (1, 3, 4) else nhwc
+    return None
+
+
+def to_wire(plan: InputPlan, images: np.ndarray) -> np.ndarray:
     """float [N, C, H, W] in [0, 1] -> the array the plan sends (contiguous)."""
     if plan.datatype == "UINT8":
         array = np.rint(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -269,8 +291,18 @@ def _to_wire(plan: InputPlan, images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def encode_binary(plan: InputPlan, wire: np.ndarray) -> tuple[bytes, int]:
+    """The binary tensor extension's request body for ``wire`` (from :func:`to_wire`) and the
+    length of its JSON header (the ``Inference-Header-Content-Length`` value)."""
+    data = wire.tobytes()
+    header = json.dumps({"inputs": [{
+        "name": plan.name, "shape": list(wire.shape), "datatype": plan.datatype,
+        "parameters": {"binary_data_size": len(data)}}]}).encode()
+    return header + data, len(header)
+
+
 @dataclass
-class _Chunk:
+class Chunk:
     """One request's worth of images, encoded once and reused by every repeat."""
 
     wire: np.ndarray
@@ -284,11 +316,7 @@ class _Chunk:
     def binary(self, plan: InputPlan) -> tuple[bytes, int]:
         """Body and header length for the binary tensor extension."""
         if self._binary is None:
-            data = self.wire.tobytes()
-            header = json.dumps({"inputs": [{
-                "name": plan.name, "shape": list(self.wire.shape), "datatype": plan.datatype,
-                "parameters": {"binary_data_size": len(data)}}]}).encode()
-            self._binary = (header + data, len(header))
+            self._binary = encode_binary(plan, self.wire)
         return self._binary
 
     def json_body(self, plan: InputPlan) -> bytes:
@@ -298,9 +326,9 @@ class _Chunk:
                 "data": self.wire.ravel().tolist()}]}).encode()
         return self._json
 
-    def halves(self) -> list[_Chunk]:
+    def halves(self) -> list[Chunk]:
         middle = self.n // 2
-        return [_Chunk(self.wire[:middle]), _Chunk(self.wire[middle:])]
+        return [Chunk(self.wire[:middle]), Chunk(self.wire[middle:])]
 
 
 @dataclass
@@ -308,7 +336,7 @@ class PreparedQuery:
     """A set of images encoded for one model, split into requests of ``batch_size``."""
 
     plan: InputPlan
-    chunks: list[_Chunk]
+    chunks: list[Chunk]
     batch_size: int
 
     @property
@@ -401,6 +429,30 @@ def labels_from_response(response: httpx.Response, n: int) -> np.ndarray:
     if array.size != n:
         raise BadResponseError(f"server did not answer with {n} labels (got {array.size} values)")
     return array.astype(np.int64)
+
+
+@dataclass
+class Repeats:
+    """What :meth:`OIPClient.repeat` got for one prepared query: the label arrays of the
+    answered repeats, and why the others failed."""
+
+    answers: list[np.ndarray] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def rates(self, expected: np.ndarray) -> list[float]:
+        """The matching rate of every answered repeat against ``expected`` labels."""
+        return [float(np.mean(labels == expected)) for labels in self.answers]
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The error to report from a task group: the first :class:`OIPError`, else the first."""
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            return _first_error(error)
+        if isinstance(error, OIPError):
+            return error
+    leaf = group.exceptions[0]
+    return _first_error(leaf) if isinstance(leaf, BaseExceptionGroup) else leaf
 
 
 # --------------------------------------------------------------------------------------------
@@ -523,12 +575,12 @@ class OIPClient:
             raise InputMismatchError(f"images must be [N, C, H, W] with N >= 1; got "
                                      f"{list(array.shape)}")
         plan = choose_input(meta, array.shape[1:])
-        wire = _to_wire(plan, array)
+        wire = to_wire(plan, array)
         size = min(self.batch_size, meta.max_batch_size or self.batch_size)
-        chunks = [_Chunk(wire[i:i + size]) for i in range(0, len(wire), size)]
+        chunks = [Chunk(wire[i:i + size]) for i in range(0, len(wire), size)]
         return PreparedQuery(plan, chunks, size)
 
-    async def _post(self, plan: InputPlan, chunk: _Chunk, protocol: str) -> httpx.Response:
+    async def _post(self, plan: InputPlan, chunk: Chunk, protocol: str) -> httpx.Response:
         path = f"/v2/models/{plan.model}/infer"
         if protocol == "binary":
             body, header_length = chunk.binary(plan)
@@ -537,7 +589,7 @@ class OIPClient:
             body, headers = chunk.json_body(plan), {"Content-Type": "application/json"}
         return await self._request("POST", path, content=body, headers=headers)
 
-    async def _infer_chunk(self, plan: InputPlan, chunk: _Chunk) -> np.ndarray:
+    async def _infer_chunk(self, plan: InputPlan, chunk: Chunk) -> np.ndarray:
         async with self._semaphore:
             protocol = "json" if self.protocol == "json" else "binary"
             response = await self._post(plan, chunk, protocol)
@@ -570,6 +622,38 @@ class OIPClient:
         parts = await asyncio.gather(*(self._infer_chunk(prepared.plan, chunk)
                                        for chunk in prepared.chunks))
         return np.concatenate(parts)
+
+    async def repeat(self, prepared: Sequence[PreparedQuery], repeats: int,
+                     on_done: Callable[[], None] | None = None) -> list[Repeats]:
+        """Send every prepared query ``repeats`` times; per query the answers and failures.
+
+        Repeats are created round-robin (repeat ``r`` of every query before repeat ``r + 1``),
+        so an outage part-way hits all queries alike; at most ``concurrency`` requests are in
+        flight. A repeat that still fails after the retries (:class:`QueryFailedError`) is left
+        out and its reason kept: never scored as a mismatch. Any other error (unknown model,
+        non-label answers, ...) cancels the rest and propagates. ``on_done`` is called after
+        every finished repeat, answered or failed.
+        """
+        results = [Repeats() for _ in prepared]
+
+        async def one(index: int) -> None:
+            try:
+                labels = await self.infer_prepared(prepared[index])
+            except QueryFailedError as error:
+                results[index].failures.append(str(error))
+            else:
+                results[index].answers.append(labels)
+            if on_done is not None:
+                on_done()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(repeats):
+                    for index in range(len(prepared)):
+                        group.create_task(one(index))
+        except BaseExceptionGroup as errors:
+            raise _first_error(errors) from None
+        return results
 
     async def infer(self, model: str, images: Any,
                     meta: ModelMetadata | None = None) -> np.ndarray:

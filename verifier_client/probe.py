@@ -32,7 +32,7 @@ import numpy as np
 
 from models.errors import UserError
 from models.provenance import code_version, utc_now
-from verifier_client.oip_client import OIPClient, QueryFailedError, RetryPolicy
+from verifier_client.oip_client import OIPClient, RetryPolicy, image_shape
 
 __all__ = ["default_inputs", "flip_statistics", "load_inputs", "probe", "wilson_interval"]
 
@@ -119,47 +119,22 @@ def load_inputs(path: str | Path) -> np.ndarray:
     return images
 
 
-def _declared_image_shape(inputs: Any) -> tuple[int, int, int] | None:
-    """(C, H, W) of the first image input with a fully known size; UINT8 inputs are read as
-    NHWC and FP32 ones as NCHW unless only the other axis can hold channels (1, 3 or 4)."""
-    for spec in inputs:
-        item = spec.shape[-3:] if len(spec.shape) in (3, 4) else ()
-        if len(item) != 3 or -1 in item or spec.datatype not in ("UINT8", "FP32"):
-            continue
-        nhwc = (item[2], item[0], item[1])
-        nchw = (item[0], item[1], item[2])
-        if spec.datatype == "UINT8":
-            return nhwc if item[2] in (1, 3, 4) else nchw
-        return nchw if item[0] in (1, 3, 4) else nhwc
-    return None
-
-
 async def _probe(client: OIPClient, model: str, images: np.ndarray | None, trials: int,
                  count: int, seed: int) -> tuple[np.ndarray, int, list[str], str]:
     await client.check_ready()
     meta = await client.model_metadata(model)
     if images is None:
-        shape = _declared_image_shape(meta.inputs)
+        shape = image_shape(meta)
         if shape is None:
             raise UserError(f"model {model!r} does not declare its image size; pass --inputs")
         images = default_inputs(shape, count, seed)
         source = f"{count} seeded random images (seed {seed})"
     else:
         source = f"{len(images)} given images"
-    prepared = client.prepare(meta, images)
-    results = await asyncio.gather(*(client.infer_prepared(prepared) for _ in range(trials)),
-                                   return_exceptions=True)
-    answers, failures = [], []
-    for result in results:
-        if isinstance(result, QueryFailedError):
-            failures.append(str(result))
-        elif isinstance(result, BaseException):
-            raise result
-        else:
-            answers.append(result)
-    if not answers:
-        raise UserError(f"every probe query failed ({failures[-1]})")
-    return np.stack(answers), len(failures), failures, source
+    (result,) = await client.repeat([client.prepare(meta, images)], trials)
+    if not result.answers:
+        raise UserError(f"every probe query failed ({result.failures[-1]})")
+    return np.stack(result.answers), len(result.failures), result.failures, source
 
 
 def probe(url: str, model: str, images: np.ndarray | None = None, *, trials: int = 50,

@@ -76,7 +76,7 @@ class SharedDraw:
     """A transform module with ONE parameter draw per call, applied to every image in the batch.
 
     Wraps any module from ``models.transforms.build_transform`` (``generate_params`` /
-    ``apply``): the draw for a batch of 1 is repeated along the batch, so a test's N
+    ``apply_params``): the draw for a batch of 1 is repeated along the batch, so a test's N
     fingerprints all see the same padding offsets (CSRP) or the same grid (RDG).
     """
 
@@ -84,11 +84,11 @@ class SharedDraw:
         self.transform = transform
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        params = self.transform.generate_params(1, generator)
+        params = self.transform.generate_params((1, *images.shape[1:]), generator)
         n = images.shape[0]
         shared = {key: value.expand(n, *value.shape[1:]).contiguous()
                   for key, value in params.items()}
-        return self.transform.apply(images, shared)
+        return self.transform.apply_params(images, shared)
 
     def spec(self) -> dict[str, object]:
         return {**self.transform.spec(), "draw": "shared"}

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from verifier_client.calibration import (
     load_calibration,
     thresholds_for,
 )
-from verifier_client.oip_client import OIPClient, OIPError, QueryFailedError, RetryPolicy
+from verifier_client.oip_client import OIPClient, Repeats, RetryPolicy
 
 __all__ = [
     "REPORT_FORMAT",
@@ -112,56 +111,15 @@ def summarize_method(fset: FingerprintFile, entry: dict[str, Any], rates: Sequen
     return row
 
 
-@dataclass
-class _Tally:
-    rates: list[float] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-
-
 async def run_verification(client: OIPClient, model: str, sets: Sequence[FingerprintFile],
                            repeats: int,
-                           on_repeat: Callable[[], None] | None = None) -> list[_Tally]:
-    """Query every set ``repeats`` times; per set the completed rates and failure reasons.
-
-    Non-transient errors (``OIPError`` other than ``QueryFailedError``) cancel the run and
-    propagate.
-    """
+                           on_repeat: Callable[[], None] | None = None) -> list[Repeats]:
+    """Query every set ``repeats`` times (``OIPClient.repeat``); per set the answers and the
+    failure reasons. Non-transient errors cancel the run and propagate."""
     await client.check_ready()
     meta = await client.model_metadata(model)
     prepared = [client.prepare(meta, fset.images) for fset in sets]
-    tallies = [_Tally() for _ in sets]
-
-    async def one(index: int) -> None:
-        try:
-            labels = await client.infer_prepared(prepared[index])
-        except QueryFailedError as error:
-            tallies[index].failures.append(str(error))
-        else:
-            tallies[index].rates.append(float(np.mean(labels == sets[index].labels)))
-        if on_repeat:
-            on_repeat()
-
-    failure: BaseException | None = None
-    try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(repeats):  # interleave sets so a mid-run outage hits all alike
-                for index in range(len(sets)):
-                    group.create_task(one(index))
-    except BaseExceptionGroup as errors:
-        failure = _first_error(errors)
-    if failure is not None:
-        raise failure
-    return tallies
-
-
-def _first_error(group: BaseExceptionGroup) -> BaseException:
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            return _first_error(error)
-        if isinstance(error, OIPError):
-            return error
-    leaf = group.exceptions[0]
-    return _first_error(leaf) if isinstance(leaf, BaseExceptionGroup) else leaf
+    return await client.repeat(prepared, repeats, on_repeat)
 
 
 def verify(url: str, model: str, sets: Sequence[FingerprintFile], calibration: dict[str, Any], *,
@@ -185,7 +143,7 @@ def verify(url: str, model: str, sets: Sequence[FingerprintFile], calibration: d
     entries = calibration_for_sets(sets, calibration)
     started, wall0, cpu0 = utc_now(), time.perf_counter(), time.process_time()
 
-    async def run(tick: Callable[[], None] | None) -> tuple[list[_Tally], OIPClient]:
+    async def run(tick: Callable[[], None] | None) -> tuple[list[Repeats], OIPClient]:
         async with OIPClient(url, batch_size=batch_size, concurrency=concurrency,
                              timeout_s=timeout_s, retry=retry,
                              protocol=protocol) as client:  # type: ignore[arg-type]
@@ -210,11 +168,12 @@ def verify(url: str, model: str, sets: Sequence[FingerprintFile], calibration: d
         tallies, client = asyncio.run(run(on_repeat))
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
 
-    empty = [fset.method for fset, tally in zip(sets, tallies, strict=True) if not tally.rates]
+    empty = [fset.method for fset, tally in zip(sets, tallies, strict=True) if not tally.answers]
     if empty:
-        reason = next(t.failures[-1] for t in tallies if not t.rates)
+        reason = next(t.failures[-1] for t in tallies if not t.answers)
         raise UserError(f"no repeat completed for {', '.join(empty)} ({reason})")
-    rows = [summarize_method(fset, entries[fset.method], tally.rates, tally.failures, rule)
+    rows = [summarize_method(fset, entries[fset.method], tally.rates(fset.labels),
+                             tally.failures, rule)
             for fset, tally in zip(sets, tallies, strict=True)]
     queries = sum(row["repeats"] * row["n"] for row in rows)
     return {

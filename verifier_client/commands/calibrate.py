@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.commands.common import checked_number, existing_entry, positive_int
+from models.cli_support import checked_number, existing_entry, positive_int
 from models.errors import UserError
 from verifier_client.calibration import (
     DEFAULT_ALPHA,

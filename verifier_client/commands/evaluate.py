@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.commands.common import positive_int
+from models.cli_support import positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from models.commands.common import existing_entry, positive_int
+from models.cli_support import existing_entry, positive_int
 from models.datasets import load_dataset
 from models.entries import set_threads
 from models.errors import UserError

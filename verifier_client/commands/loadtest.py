@@ -9,7 +9,7 @@ import argparse
 import shlex
 import sys
 
-from models.commands.common import positive_float, positive_int
+from models.cli_support import positive_float, positive_int
 from verifier_client.loadtest import (
     MAX_CONCURRENCY,
     MAX_DURATION_S,

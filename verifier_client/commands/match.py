@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from models.atomic import write_json
-from models.commands.common import existing_entry, positive_int
+from models.cli_support import (
+    add_transform_arguments,
+    existing_entry,
+    given_transform_options,
+    positive_int,
+    spec_from_args,
+)
 from models.errors import UserError
 from models.runtime import load_predictor
 from models.transforms import build_transform
@@ -32,12 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fingerprints", required=True, type=Path, metavar="FILE")
     p.add_argument("--model", required=True, type=existing_entry, metavar="REPO/NAME")
-    p.add_argument("--transform", choices=("csrp", "rdg", "none"), default=None,
-                   help="preprocessing in front of the model (default: the model config's)")
-    p.add_argument("--sigma", type=float, default=None, help="CSRP scale limit (> 1)")
-    p.add_argument("--p", type=int, default=None, help="CSRP padding (>= 0)")
-    p.add_argument("--distort-limit", type=float, default=None, help="RDG distortion limit")
-    p.add_argument("--num-cells", type=int, default=None, help="RDG cells per axis")
+    add_transform_arguments(p, allow_none=True, default_help="default: the model config's")
     p.add_argument("--repeats", type=positive_int, default=1)
     p.add_argument("--seed", type=int, default=0, help="seed of the transform draws")
     p.add_argument("--backend", choices=("onnx", "torch"), default=None,
@@ -46,36 +47,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def transform_spec(args: argparse.Namespace, own: dict[str, Any] | None
-                   ) -> tuple[dict[str, Any] | None, str]:
+def chosen_spec(args: argparse.Namespace, own: dict[str, Any] | None
+                ) -> tuple[dict[str, Any] | None, str]:
     """The preprocessing spec to apply and where it came from."""
-    csrp_given = args.sigma is not None or args.p is not None
-    rdg_given = args.distort_limit is not None or args.num_cells is not None
-    if args.transform != "csrp" and csrp_given:
-        raise UserError("--sigma/--p belong to --transform csrp")
-    if args.transform != "rdg" and rdg_given:
-        raise UserError("--distort-limit/--num-cells belong to --transform rdg")
     if args.transform is None:
+        if given_transform_options(args):
+            spec_from_args(args)  # raises: the options need --transform
         return own, "the model's own preprocessing (config.json)"
-    if args.transform == "none":
-        return None, "none (forced)"
-    if args.transform == "csrp":
-        if args.sigma is None or args.p is None:
-            raise UserError("--transform csrp needs --sigma and --p")
-        return {"name": "csrp", "sigma": args.sigma, "p": args.p}, "command line"
-    spec: dict[str, Any] = {"name": "rdg"}
-    if args.distort_limit is not None:
-        spec["distort_limit"] = args.distort_limit
-    if args.num_cells is not None:
-        spec["num_cells"] = args.num_cells
-    return spec, "command line"
+    spec = spec_from_args(args)
+    return spec, "none (forced)" if spec is None else "command line"
 
 
 def run(args: argparse.Namespace) -> int:
     fset = FingerprintSet.load(args.fingerprints)
     predictor = load_predictor(args.model, args.backend)
     fset.check_input_shape(predictor.config.input_shape, f"model {args.model}")
-    spec, origin = transform_spec(args, predictor.config.preprocessing)
+    spec, origin = chosen_spec(args, predictor.config.preprocessing)
     try:
         transform = build_transform(spec)
     except ValueError as error:

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from models.commands.common import (
+from models.cli_support import (
     existing_entry,
     fraction,
     non_negative_int,

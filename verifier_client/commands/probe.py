@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from models.atomic import write_json
-from models.commands.common import positive_int
+from models.cli_support import positive_int
 from verifier_client.commands.verify import add_client_arguments, client_kwargs
 from verifier_client.probe import load_inputs, print_probe, probe
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.adapt import transform_spec
-from models.commands.common import positive_int
+from models.cli_support import positive_int, transform_spec
 from models.entries import set_threads
 from models.errors import UserError
 from verifier_client.stability import (

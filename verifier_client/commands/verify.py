@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from models.commands.common import non_negative_int, positive_float, positive_int
+from models.cli_support import non_negative_int, positive_float, positive_int
 from models.errors import UserError
 from verifier_client.calibration import RULES, load_calibration, load_fingerprint_files
 from verifier_client.oip_client import RetryPolicy
