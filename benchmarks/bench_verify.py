@@ -38,8 +38,8 @@ from models.provenance import code_version, utc_now  # noqa: E402
 from verifier_client.calibration import (  # noqa: E402
     calibration_entry,
     load_calibration,
-    load_fingerprint_files,
 )
+from verifier_client.fingerprint_set import load_sets  # noqa: E402
 from verifier_client.local_server import LocalServer  # noqa: E402
 from verifier_client.verification import print_report, verify  # noqa: E402
 
@@ -83,7 +83,7 @@ def main() -> int:
                                           (ROOT / "zoo" / "fingerprints").glob("*.safetensors"))
     if not sources:
         raise SystemExit("no fingerprint sets: pass --fingerprints (zoo/fingerprints is empty)")
-    sets = load_fingerprint_files(sources)
+    sets = load_sets(sources)
     calibration = (load_calibration(args.calibration) if args.calibration
                    else placeholder_calibration(sets))
     server = None if args.url else LocalServer(

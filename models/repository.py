@@ -1,4 +1,4 @@
-"""The model repository (DESIGN 3.2): one folder per model, ``config.json`` plus weights.
+"""The model repository (docs/design.md 3.2): one folder per model, ``config.json`` plus weights.
 
 ```
 <repo>/<model>/config.json       ModelConfig below
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -150,11 +151,11 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_model(
-    path: str | Path, device: str | torch.device = "cpu"
+    path: str | Path | Entry, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, ModelConfig]:
     """The torch model of an entry, in eval mode, and its config."""
-    path = Path(path)
-    config = load_config(path)
+    entry = as_entry(path)
+    path, config = entry.path, entry.config
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
         raise UserError(f"{path}: no {WEIGHTS_FILE} (backend {config.backend!r} entries made by "
@@ -185,6 +186,29 @@ def save_entry(path: str | Path, config: ModelConfig, model: nn.Module | None = 
             (tmp / ONNX_FILE).write_bytes(onnx_bytes)
         write_json(tmp / CONFIG_FILE, json.loads(config.model_dump_json()))
     return path
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A repository entry read once: its folder and its config (pass it where a path would make
+    the callee read config.json again)."""
+
+    path: Path
+    config: ModelConfig
+
+    @classmethod
+    def load(cls, path: str | Path) -> Entry:
+        path = Path(path)
+        return cls(path, load_config(path))
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def as_entry(item: str | Path | Entry) -> Entry:
+    """``item`` if it is an :class:`Entry`, else the entry loaded from that folder."""
+    return item if isinstance(item, Entry) else Entry.load(item)
 
 
 def list_entries(repo: str | Path) -> list[str]:

@@ -16,7 +16,14 @@ import torch
 
 from models.errors import UserError
 from models.onnx_export import INPUT_NAME, OUTPUT_NAME
-from models.repository import ONNX_FILE, WEIGHTS_FILE, ModelConfig, load_config, load_model
+from models.repository import (
+    ONNX_FILE,
+    WEIGHTS_FILE,
+    Entry,
+    ModelConfig,
+    as_entry,
+    load_model,
+)
 
 
 class Predictor(Protocol):
@@ -34,7 +41,7 @@ class TorchPredictor:
 
     backend = "torch"
 
-    def __init__(self, path: Path, device: str | torch.device = "cpu") -> None:
+    def __init__(self, path: Path | Entry, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         self.model, self.config = load_model(path, self.device)
 
@@ -51,13 +58,14 @@ class OnnxPredictor:
 
     backend = "onnx"
 
-    def __init__(self, path: Path, device: str | torch.device = "cpu",
+    def __init__(self, path: Path | Entry, device: str | torch.device = "cpu",
                  intra_op_threads: int = 0) -> None:
         import onnxruntime as ort
 
-        self.config = load_config(path)
+        entry = as_entry(path)
+        path, self.config = entry.path, entry.config
         self.device = torch.device(device)
-        onnx_path = Path(path) / ONNX_FILE
+        onnx_path = path / ONNX_FILE
         if not onnx_path.is_file():
             raise UserError(f"{path}: no {ONNX_FILE} (export it: python -m models export)")
         options = ort.SessionOptions()
@@ -81,19 +89,20 @@ class OnnxPredictor:
         return self.logits(images).argmax(1)
 
 
-def load_predictor(path: str | Path, backend: str | None = None,
+def load_predictor(path: str | Path | Entry, backend: str | None = None,
                    device: str | torch.device = "cpu") -> Predictor:
-    """Predictor for an entry; ``backend`` defaults to the entry's config, falling back to
-    whichever file exists (an int8 entry holds only ONNX)."""
-    path = Path(path)
-    config = load_config(path)
+    """Predictor for an entry (a folder or a loaded :class:`models.repository.Entry`);
+    ``backend`` defaults to the entry's config, falling back to whichever file exists (an int8
+    entry holds only ONNX)."""
+    entry = as_entry(path)
+    path, config = entry.path, entry.config
     backend = backend or config.backend
     if backend == "torch" and not (path / WEIGHTS_FILE).is_file():
         backend = "onnx"
     if backend == "onnx" and not (path / ONNX_FILE).is_file() and (path / WEIGHTS_FILE).is_file():
         backend = "torch"
     if backend == "torch":
-        return TorchPredictor(path, device)
+        return TorchPredictor(entry, device)
     if backend == "onnx":
-        return OnnxPredictor(path, device)
+        return OnnxPredictor(entry, device)
     raise UserError(f"unknown backend {backend!r}; choose onnx or torch")

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
 import json
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,12 +40,13 @@ from scipy import stats
 from models.atomic import write_json
 from models.errors import UserError
 from models.provenance import code_version, utc_now
+from models.repository import Entry, as_entry
+from verifier_client.fingerprint_set import FingerprintSet
 
 __all__ = [
     "CALIBRATION_FORMAT",
     "DEFAULT_ALPHA",
     "RULES",
-    "FingerprintFile",
     "IndependentSource",
     "NullFit",
     "calibrate",
@@ -54,9 +54,7 @@ __all__ = [
     "empirical_p_value",
     "fit_null",
     "load_calibration",
-    "load_fingerprint_files",
     "p_value",
-    "resolve_set_paths",
     "summarize_rates",
     "thresholds_for",
     "write_calibration",
@@ -216,74 +214,6 @@ def calibration_entry(method: str, rates: Sequence[float], names: Sequence[str],
 
 
 # --------------------------------------------------------------------------------------------
-# fingerprint set files
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class FingerprintFile:
-    """A fingerprint set as read from disk, with the file's identity."""
-
-    path: Path
-    sha256: str
-    method: str
-    images: np.ndarray  # float32 [N, C, H, W] in [0, 1] on the 8-bit grid
-    labels: np.ndarray  # int64 [N]
-    metadata: dict[str, Any] = field(default_factory=dict)
-    fingerprint_set: Any = field(default=None, repr=False)  # the loaded FingerprintSet
-
-    @property
-    def n(self) -> int:
-        return int(self.labels.shape[0])
-
-    @property
-    def uint8_images(self) -> np.ndarray:
-        """``images`` as uint8 [N, C, H, W] (exact: the set is on the 8-bit grid)."""
-        return np.rint(np.clip(self.images, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def resolve_set_paths(items: Sequence[str | Path]) -> list[Path]:
-    """Files as given, folders expanded to their ``*.safetensors`` (sorted); duplicates dropped."""
-    paths: list[Path] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(path.glob("*.safetensors"))
-            if not found:
-                raise UserError(f"{path}: no *.safetensors fingerprint sets in this folder")
-            paths.extend(found)
-        elif path.is_file():
-            paths.append(path)
-        else:
-            raise UserError(f"{path}: no such fingerprint set file or folder")
-    unique = list(dict.fromkeys(p.resolve() for p in paths))
-    if not unique:
-        raise UserError("no fingerprint sets given")
-    return unique
-
-
-def load_fingerprint_files(items: Sequence[str | Path]) -> list[FingerprintFile]:
-    """Read every set named by ``items`` (files or folders); check shapes and the 8-bit grid."""
-    from verifier_client.fingerprint_set import FingerprintSet
-
-    sets = []
-    for path in resolve_set_paths(items):
-        fset = FingerprintSet.load(path)  # validated: shapes, [0, 1], 8-bit grid, metadata
-        method = str(fset.metadata.get("method") or path.stem)
-        sets.append(FingerprintFile(path, file_sha256(path), method, fset.images.numpy(),
-                                    fset.labels.numpy(), dict(fset.metadata), fset))
-    return sets
-
-
-# --------------------------------------------------------------------------------------------
 # measuring independent models
 # --------------------------------------------------------------------------------------------
 
@@ -304,35 +234,35 @@ class IndependentSource:
         return {"name": self.name, "source": "remote", "url": self.url, "model": self.model}
 
 
-def local_rates(path: Path, sets: Sequence[FingerprintFile], repeats: int = 1,
+def local_rates(entry: Path | Entry, sets: Sequence[FingerprintSet], repeats: int = 1,
                 seed: int = 0) -> list[float]:
-    """Matching rate of the repository entry at ``path`` on each set, in-process
-    (``verifier_client.matching.matching_rates``), through the entry's preprocessing when it has
-    one (built by ``models.transforms.build_transform``, as the server builds it), averaged over
-    ``repeats`` seeded draws."""
-    from models.repository import load_config
+    """Matching rate of a repository entry (a folder or a loaded ``Entry``) on each set,
+    in-process (``verifier_client.matching.matching_rates``), through the entry's preprocessing
+    when it has one (built by ``models.transforms.build_transform``, as the server builds it),
+    averaged over ``repeats`` seeded draws."""
     from models.runtime import load_predictor
     from models.transforms import build_transform
     from verifier_client.matching import matching_rates
 
-    config = load_config(path)
+    entry = as_entry(entry)
+    path, config = entry.path, entry.config
     try:
         transform = build_transform(config.preprocessing)
     except ValueError as error:
         raise UserError(f"{path}: preprocessing {error}") from None
-    predictor = load_predictor(path)
+    predictor = load_predictor(entry)
     rates = []
     for fset in sets:
         if list(fset.images.shape[1:]) != list(config.input_shape):
-            raise UserError(f"{fset.path.name}: images are {list(fset.images.shape[1:])} "
+            raise UserError(f"{fset.name}: images are {list(fset.images.shape[1:])} "
                             f"[C, H, W] but {path.name} takes {config.input_shape}")
-        result = matching_rates(predictor, fset.fingerprint_set, transform,
+        result = matching_rates(predictor, fset, transform,
                                 repeats if transform is not None else 1, seed)
         rates.append(result.mean)
     return rates
 
 
-async def remote_rates(url: str, model: str, sets: Sequence[FingerprintFile], repeats: int,
+async def remote_rates(url: str, model: str, sets: Sequence[FingerprintSet], repeats: int,
                        client_options: dict[str, Any]) -> list[float]:
     """Mean matching rate of the remote ``model`` on each set over ``repeats`` queries
     (``OIPClient.repeat``: failed repeats are left out, never scored)."""
@@ -345,12 +275,12 @@ async def remote_rates(url: str, model: str, sets: Sequence[FingerprintFile], re
     rates = []
     for fset, result in zip(sets, results, strict=True):
         if not result.answers:
-            raise UserError(f"{model} at {url}: every query for {fset.path.name} failed")
-        rates.append(float(np.mean(result.rates(fset.labels))))
+            raise UserError(f"{model} at {url}: every query for {fset.name} failed")
+        rates.append(float(np.mean(result.rates(fset.labels_array))))
     return rates
 
 
-def calibrate(sets: Sequence[FingerprintFile], independents: Sequence[IndependentSource], *,
+def calibrate(sets: Sequence[FingerprintSet], independents: Sequence[IndependentSource], *,
               repeats: int = 1, alpha: float = DEFAULT_ALPHA, rule: Rule = "conservative",
               seed: int = 0, client_options: dict[str, Any] | None = None,
               progress: Callable[[str], None] | None = None) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from typing import Any
 from models.atomic import write_json
 from models.errors import UserError
 from models.repository import list_entries, load_config
-from verifier_client.calibration import load_calibration, load_fingerprint_files
+from verifier_client.calibration import load_calibration
+from verifier_client.fingerprint_set import load_sets
 from verifier_client.local_server import LocalServer
 from verifier_client.verification import verify
 
@@ -42,7 +43,8 @@ def run_demo(repository: Path, fingerprints: Path, calibration: Path, repeats: i
              models: list[str] | None = None, json_out: Path | None = None) -> dict[str, Any]:
     """Serve, verify every chosen model, print the verdict table; returns the summary."""
     names = demo_models(repository, models)
-    sets = load_fingerprint_files([fingerprints])
+    entries = {name: load_config(repository / name) for name in names}
+    sets = load_sets([fingerprints])
     document = load_calibration(calibration)
     started = time.perf_counter()
     reports = []
@@ -52,7 +54,7 @@ def run_demo(repository: Path, fingerprints: Path, calibration: Path, repeats: i
         for name in names:
             report = verify(server.url, name, sets, document, repeats=repeats,
                             show_progress=True)
-            report["preprocessing"] = load_config(repository / name).preprocessing
+            report["preprocessing"] = entries[name].preprocessing
             reports.append(report)
     summary = {"repository": str(repository), "repeats": repeats,
                "seconds": round(time.perf_counter() - started, 1), "reports": reports}

@@ -19,8 +19,9 @@ from typing import Any
 
 from models.errors import UserError
 from models.provenance import code_version, utc_now
-from models.repository import list_entries, load_config
-from verifier_client.calibration import load_fingerprint_files, local_rates, remote_rates
+from models.repository import Entry, list_entries
+from verifier_client.calibration import local_rates, remote_rates
+from verifier_client.fingerprint_set import load_sets
 from verifier_client.local_server import LocalServer
 from verifier_client.report_files import png_bytes, shade_independent_band, write_report
 
@@ -30,9 +31,9 @@ ROWS = (("target", "target"), ("compression", "int8"), ("fine-tuning", "ftal"),
         ("RDG", "rdg-ft"))
 
 
-def served_accuracy(entry: Path) -> float | None:
+def served_accuracy(entry: Entry) -> float | None:
     """Top-1 as the pirate serves it: under its preprocessing when it has one."""
-    config = load_config(entry)
+    config = entry.config
     key = "transform_top1" if config.preprocessing else "test_top1"
     value = config.metrics.get(key, config.metrics.get("test_top1"))
     return None if value is None else float(value)
@@ -42,31 +43,32 @@ def evaluate_zoo(zoo: Path, repeats: int = 10, via_server: bool = False,
                  seed: int = 0) -> dict[str, Any]:
     """Measure every row; returns the JSON-ready table (rates per method, accuracy)."""
     entries = set(list_entries(zoo))
-    sets = load_fingerprint_files([zoo / "fingerprints"])
+    sets = load_sets([zoo / "fingerprints"])
     independents = sorted(e for e in entries if e.startswith("indep-"))
     if "target" not in entries or not independents:
         raise UserError(f"{zoo}: a zoo needs a target and indep-* entries")
     served = [name for _, name in ROWS if name in entries]
     methods = [s.method for s in sets]
+    loaded = {name: Entry.load(zoo / name) for name in served + independents}
     started = time.perf_counter()
     if via_server:
         with LocalServer(zoo, "--models", ",".join(served + independents), threads=2) as server:
             rates = {name: asyncio.run(remote_rates(server.url, name, sets, repeats, {}))
                      for name in served + independents}
     else:
-        rates = {name: local_rates(zoo / name, sets, repeats, seed)
+        rates = {name: local_rates(loaded[name], sets, repeats, seed)
                  for name in served + independents}
     rows = []
     for label, name in ROWS:
         if name == "indep-*":
-            accs = [served_accuracy(zoo / n) for n in independents]
+            accs = [served_accuracy(loaded[n]) for n in independents]
             rows.append({"row": label, "models": independents,
                          "accuracy": [min(accs), max(accs)],
                          "rates": {m: [min(rates[n][i] for n in independents),
                                        max(rates[n][i] for n in independents)]
                                    for i, m in enumerate(methods)}})
         elif name in entries:
-            rows.append({"row": label, "models": [name], "accuracy": served_accuracy(zoo / name),
+            rows.append({"row": label, "models": [name], "accuracy": served_accuracy(loaded[name]),
                          "rates": {m: rates[name][i] for i, m in enumerate(methods)}})
     return {"zoo": str(zoo), "via_server": via_server, "repeats": repeats, "seed": seed,
             "methods": methods, "rows": rows, "seconds": round(time.perf_counter() - started, 1),

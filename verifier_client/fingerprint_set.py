@@ -1,4 +1,4 @@
-"""Fingerprint set files (DESIGN 3.4): N samples on the 8-bit grid, their labels and provenance.
+"""Fingerprint set files (docs/design.md 3.4): N samples on the 8-bit grid, labels, provenance.
 
 One safetensors file, never a pickle::
 
@@ -18,12 +18,15 @@ and validated on load; any corrupt, truncated or inconsistent file is a one-line
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
@@ -66,13 +69,17 @@ class FingerprintSet:
     """``images`` float32 [N, C, H, W] on the 8-bit grid, ``labels`` int64 [N], ``metadata``.
 
     ``sources`` (int64 [N], optional) indexes the clean seed of each sample (-1: from noise).
-    Construction validates everything, so an instance is always a well-formed set.
+    ``path`` and ``sha256`` say which file a loaded set came from (``None`` for a set built in
+    memory; :meth:`save` fills them in). Construction validates everything, so an instance is
+    always a well-formed set.
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     metadata: dict[str, Any] = field(default_factory=dict)
     sources: torch.Tensor | None = None
+    path: Path | None = None
+    sha256: str | None = None
 
     def __post_init__(self) -> None:
         self.images = self.images.detach().cpu().contiguous()
@@ -113,8 +120,18 @@ class FingerprintSet:
         return int(self.images.shape[0])
 
     @property
+    def n(self) -> int:
+        return len(self)
+
+    @property
     def method(self) -> str:
-        return str(self.metadata.get("method", "?"))
+        """The method that made the set (metadata), else the file's stem."""
+        return str(self.metadata.get("method") or (self.path.stem if self.path else "?"))
+
+    @property
+    def name(self) -> str:
+        """The file name, or the method for a set that has no file."""
+        return self.path.name if self.path is not None else self.method
 
     @property
     def input_shape(self) -> list[int]:
@@ -150,10 +167,12 @@ class FingerprintSet:
             raise UserError(f"fingerprint set metadata is not JSON ({error})") from None
         path = Path(path)
         write_bytes(path, data)
+        self.path, self.sha256 = path, hashlib.sha256(data).hexdigest()
         return path
 
     @classmethod
-    def from_bytes(cls, data: bytes, where: str = "<bytes>") -> FingerprintSet:
+    def from_bytes(cls, data: bytes, where: str = "<bytes>",
+                   path: Path | None = None) -> FingerprintSet:
         def bad(why: str) -> UserError:
             return UserError(f"{where}: not a valid fingerprint set file ({why})")
 
@@ -198,7 +217,8 @@ class FingerprintSet:
         if unknown:
             raise bad(f"unexpected tensors {sorted(unknown)}")
         try:
-            return cls(tensors["images"], tensors["labels"], metadata, tensors.get("sources"))
+            return cls(tensors["images"], tensors["labels"], metadata, tensors.get("sources"),
+                       path=path, sha256=hashlib.sha256(data).hexdigest())
         except UserError as error:
             raise bad(str(error).removeprefix("invalid fingerprint set: ")) from None
 
@@ -208,5 +228,35 @@ class FingerprintSet:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"{path}: fingerprint set file not found")
-        return cls.from_bytes(path.read_bytes(), str(path))
+        return cls.from_bytes(path.read_bytes(), str(path), path.resolve())
+
+    @property
+    def labels_array(self) -> np.ndarray:
+        """``labels`` as a NumPy int64 array (what remote answers are compared with)."""
+        return self.labels.numpy()
+
+
+def resolve_set_paths(items: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders expanded to their ``*.safetensors`` (sorted); duplicates dropped."""
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(path.glob("*.safetensors"))
+            if not found:
+                raise UserError(f"{path}: no *.safetensors fingerprint sets in this folder")
+            paths.extend(found)
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise UserError(f"{path}: no such fingerprint set file or folder")
+    unique = list(dict.fromkeys(p.resolve() for p in paths))
+    if not unique:
+        raise UserError("no fingerprint sets given")
+    return unique
+
+
+def load_sets(items: Sequence[str | Path]) -> list[FingerprintSet]:
+    """Read and validate every set named by ``items`` (files, or folders of ``*.safetensors``)."""
+    return [FingerprintSet.load(path) for path in resolve_set_paths(items)]
 

@@ -441,6 +441,7 @@ class Repeats:
 
     def rates(self, expected: np.ndarray) -> list[float]:
         """The matching rate of every answered repeat against ``expected`` labels."""
+        expected = np.asarray(expected)
         return [float(np.mean(labels == expected)) for labels in self.answers]
 
 

@@ -54,10 +54,11 @@ from models.adapt import accuracy_under, check_spec_fits
 from models.datasets import ImageData, load_dataset
 from models.errors import UserError
 from models.provenance import code_version, utc_now
-from models.repository import list_entries, load_config
+from models.repository import Entry, list_entries, load_config
 from models.runtime import load_predictor
 from models.transforms import RDG, build_transform
-from verifier_client.calibration import load_fingerprint_files, local_rates
+from verifier_client.calibration import local_rates
+from verifier_client.fingerprint_set import FingerprintSet, load_sets
 from verifier_client.matching import MatchingResult, matching_rates
 from verifier_client.report_files import png_bytes, shade_independent_band, write_report
 
@@ -203,21 +204,83 @@ def _data_free(predictor: Any, test: ImageData, csrp: torch.nn.Module,
     return contenders, {"csrp": csrp.spec(), "rdg": rdg.spec(), "rdg_search": search}
 
 
-def _from_entries(zoo: Path, names: Sequence[str], test: ImageData, dataset: str,
-                  acc_repeats: int, seed: int) -> list[_Contender]:
+def _from_entries(entries: Sequence[Entry], test: ImageData, dataset: str, acc_repeats: int,
+                  seed: int) -> list[_Contender]:
     """Zoo entries, each behind its own preprocessing (e.g. the fine-tuned pirates)."""
     contenders = []
-    for name in names:
-        config = load_config(zoo / name)
+    for entry in entries:
+        config = entry.config
         if config.preprocessing is None:
-            raise UserError(f"{zoo / name} has no preprocessing: nothing random to compare")
+            raise UserError(f"{entry.path} has no preprocessing: nothing random to compare")
         if config.dataset != dataset:
-            raise UserError(f"{zoo / name} is a {config.dataset} model, not {dataset}")
-        predictor = load_predictor(zoo / name)
+            raise UserError(f"{entry.path} is a {config.dataset} model, not {dataset}")
+        predictor = load_predictor(entry)
         contenders.append(_Contender(
-            name, predictor, _built(config.preprocessing, config.input_shape),
+            entry.name, predictor, _built(config.preprocessing, config.input_shape),
             top1_draws(predictor.logits, test, config.preprocessing, acc_repeats, seed)))
     return contenders
+
+
+@dataclass
+class _Zoo:
+    """The entries a study reads, each loaded once."""
+
+    model: Entry
+    independents: list[Entry]
+    entries: list[Entry]
+
+
+def _load_zoo(zoo: Path, model: str, entries: Sequence[str] | None) -> _Zoo:
+    names = set(list_entries(zoo))
+    independents = sorted(e for e in names if e.startswith("indep-"))
+    if model not in names or not independents:
+        raise UserError(f"{zoo}: the study needs the entry {model!r} and indep-* entries")
+    missing = [e for e in entries or () if e not in names]
+    if missing:
+        raise UserError(f"{zoo}: no entry {', '.join(map(repr, missing))}")
+    loaded = _Zoo(Entry.load(zoo / model), [Entry.load(zoo / n) for n in independents],
+                  [Entry.load(zoo / e) for e in entries or ()])
+    if loaded.model.config.preprocessing is not None:
+        raise UserError(f"{zoo / model} already has preprocessing; the study adds its own")
+    return loaded
+
+
+def _measure_rows(contenders: Sequence[_Contender], modes: Sequence[str],
+                  sets: Sequence[FingerprintSet], independent_max: dict[str, float],
+                  repeats: int, seed: int, progress: bool) -> list[dict[str, Any]]:
+    """Every contender in every draw mode: ``repeats`` tests of every set."""
+    rows: list[dict[str, Any]] = []
+    cells = [(contender, mode) for contender in contenders for mode in modes]
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+                  disable=not progress) as bar:
+        task = bar.add_task("stability", total=len(cells) * len(sets))
+        for contender, mode in cells:
+            module = contender.transform
+            transform = module if mode == "per-sample" else SharedDraw(module)
+            stats = {}
+            for fset in sets:
+                result = matching_rates(contender.predictor, fset, transform, repeats, seed)
+                stats[fset.method] = _rate_stats(result, independent_max[fset.method])
+                bar.advance(task)
+            top1 = contender.top1
+            rows.append({"row": contender.label, "draw": mode, "transform": module.spec(),
+                         "accuracy": round(sum(top1) / len(top1), 4),
+                         "accuracy_draws": [round(t, 4) for t in top1], "rates": stats})
+    return rows
+
+
+def _independent_band(loaded: _Zoo, sets: Sequence[FingerprintSet], test: ImageData,
+                      seed: int) -> dict[str, Any]:
+    """The independent models' accuracy and per-method [min, max] matching rates."""
+    methods = [s.method for s in sets]
+    rates = [local_rates(entry, sets) for entry in loaded.independents]
+    accuracy = [top1_draws(load_predictor(e).logits, test, None, 1, seed)[0]
+                for e in loaded.independents]
+    return {"models": [e.name for e in loaded.independents],
+            "accuracy": [min(accuracy), max(accuracy)],
+            "rates": {m: [min(r[i] for r in rates), max(r[i] for r in rates)]
+                      for i, m in enumerate(methods)}}
 
 
 def stability_study(zoo: Path, *, model: str = "target", csrp_spec: dict[str, Any] | None = None,
@@ -234,73 +297,39 @@ def stability_study(zoo: Path, *, model: str = "target", csrp_spec: dict[str, An
     ``csrp-ft`` and ``rdg-ft-matched``, the data-limited pirates), and no search is run.
     """
     _check_settings(repeats, samples, acc_repeats, modes)
-    names = set(list_entries(zoo))
-    independents = sorted(e for e in names if e.startswith("indep-"))
-    if model not in names or not independents:
-        raise UserError(f"{zoo}: the study needs the entry {model!r} and indep-* entries")
-    missing = [e for e in entries or () if e not in names]
-    if missing:
-        raise UserError(f"{zoo}: no entry {', '.join(map(repr, missing))}")
-    config = load_config(zoo / model)
-    if config.preprocessing is not None:
-        raise UserError(f"{zoo / model} already has preprocessing; the study adds its own")
+    loaded = _load_zoo(zoo, model, entries)
+    config = loaded.model.config
     if not entries:  # refuse a bad setting before any work
         csrp = _built(_csrp_spec(zoo, csrp_spec), config.input_shape)
         rdg = None if distort_limit is None else _built(
             {"name": "rdg", "distort_limit": distort_limit, "num_cells": num_cells},
             config.input_shape)
-    sets = load_fingerprint_files([zoo / "fingerprints"])
+    sets = load_sets([zoo / "fingerprints"])
     started = time.perf_counter()
-    predictor = load_predictor(zoo / model)
+    predictor = load_predictor(loaded.model)
     test = load_dataset(config.dataset, "test", data_root).take(samples)
     clean_top1 = top1_draws(predictor.logits, test, None, 1, seed)[0]
     if entries:
-        contenders = _from_entries(zoo, entries, test, config.dataset, acc_repeats, seed)
+        contenders = _from_entries(loaded.entries, test, config.dataset, acc_repeats, seed)
         setting: dict[str, Any] = {"csrp": None, "rdg": None, "rdg_search": []}
     else:
         contenders, setting = _data_free(predictor, test, csrp, rdg, num_cells, acc_repeats,
                                          seed)
-
-    independent_rates = {name: local_rates(zoo / name, sets) for name in independents}
     methods = [s.method for s in sets]
-    independent_max = {m: max(independent_rates[n][i] for n in independents)
-                       for i, m in enumerate(methods)}
-    target_rates = local_rates(zoo / model, sets)
-    rows: list[dict[str, Any]] = []
-    cells = [(contender, mode) for contender in contenders for mode in modes]
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True,
-                  disable=not progress) as bar:
-        task = bar.add_task("stability", total=len(cells) * len(sets))
-        for contender, mode in cells:
-            module = contender.transform
-            transform = module if mode == "per-sample" else SharedDraw(module)
-            stats = {}
-            for fset in sets:
-                result = matching_rates(contender.predictor, fset.fingerprint_set, transform,
-                                        repeats, seed)
-                stats[fset.method] = _rate_stats(result, independent_max[fset.method])
-                bar.advance(task)
-            top1 = contender.top1
-            rows.append({"row": contender.label, "draw": mode, "transform": module.spec(),
-                         "accuracy": round(sum(top1) / len(top1), 4),
-                         "accuracy_draws": [round(t, 4) for t in top1], "rates": stats})
-    independent_accuracy = [top1_draws(load_predictor(zoo / n).logits, test, None, 1, seed)[0]
-                            for n in independents]
+    independent = _independent_band(loaded, sets, test, seed)
+    independent_max = {m: independent["rates"][m][1] for m in methods}
+    rows = _measure_rows(contenders, modes, sets, independent_max, repeats, seed, progress)
     return {
         "zoo": str(zoo), "model": model, "model_lineage": config.lineage.model_dump(),
         "entries": list(entries or []),
-        "entry_lineage": {e: load_config(zoo / e).lineage.model_dump() for e in entries or ()},
+        "entry_lineage": {e.name: e.config.lineage.model_dump() for e in loaded.entries},
         "methods": methods,
-        "fingerprints": [{"method": s.method, "file": s.path.name, "sha256": s.sha256, "n": s.n}
+        "fingerprints": [{"method": s.method, "file": s.name, "sha256": s.sha256, "n": s.n}
                          for s in sets], "repeats": repeats, "seed": seed,
         "modes": list(modes), "accuracy_samples": len(test), "accuracy_repeats": acc_repeats,
         "clean_accuracy": round(clean_top1, 4), **setting,
-        "target": {"rates": dict(zip(methods, target_rates, strict=True))},
-        "independent": {"models": independents,
-                        "accuracy": [min(independent_accuracy), max(independent_accuracy)],
-                        "rates": {m: [min(independent_rates[n][i] for n in independents),
-                                      independent_max[m]] for i, m in enumerate(methods)}},
+        "target": {"rates": dict(zip(methods, local_rates(loaded.model, sets), strict=True))},
+        "independent": independent,
         "rows": rows, "seconds": round(time.perf_counter() - started, 1), "time": utc_now(),
         "code_version": code_version(),
     }

@@ -1,4 +1,4 @@
-"""Remote verification (DESIGN 3.5): query a suspect label-only model with fingerprint sets.
+"""Remote verification (docs/design.md 3.6): query a suspect label-only model with fingerprint sets.
 
 For each set, ``repeats`` times: send all N fingerprints (several per request) and count the
 labels that equal the target's; the server draws fresh randomness for every query, so a
@@ -14,7 +14,7 @@ sets) stop the run with one clear error and no report.
 
 In-process use (e.g. a demo command)::
 
-    sets = load_fingerprint_files(["zoo/fingerprints"])
+    sets = load_sets(["zoo/fingerprints"])
     calibration = load_calibration("zoo/calibration.json")
     report = verify("http://127.0.0.1:8000", "pirate-csrp", sets, calibration, repeats=100)
     print_report(report)
@@ -34,12 +34,12 @@ from models.atomic import write_json
 from models.errors import UserError
 from models.provenance import code_version, utc_now
 from verifier_client.calibration import (
-    FingerprintFile,
     NullFit,
     empirical_p_value,
     load_calibration,
     thresholds_for,
 )
+from verifier_client.fingerprint_set import FingerprintSet
 from verifier_client.oip_client import OIPClient, Repeats, RetryPolicy
 
 __all__ = [
@@ -57,7 +57,7 @@ REPORT_FORMAT = "csrp-testbed/verification/v1"
 _MAX_REASONS = 5
 
 
-def calibration_for_sets(sets: Sequence[FingerprintFile], calibration: dict[str, Any],
+def calibration_for_sets(sets: Sequence[FingerprintSet], calibration: dict[str, Any],
                          where: str = "calibration file") -> dict[str, dict[str, Any]]:
     """The calibration record of every set (by method), checked by the set file's sha256.
 
@@ -70,19 +70,19 @@ def calibration_for_sets(sets: Sequence[FingerprintFile], calibration: dict[str,
         entry = methods.get(fset.method)
         if entry is None:
             raise UserError(f"{where} has no calibration for method {fset.method!r} "
-                            f"({fset.path.name}); it covers {', '.join(sorted(methods)) or '-'}: "
+                            f"({fset.name}); it covers {', '.join(sorted(methods)) or '-'}: "
                             "calibrate these sets first")
         if entry.get("set_sha256") != fset.sha256:
             raise UserError(f"{where} was made for another {fset.method!r} set "
                             f"(sha256 {str(entry.get('set_sha256'))[:12]}..., "
-                            f"{fset.path.name} is {fset.sha256[:12]}...): recalibrate")
+                            f"{fset.name} is {str(fset.sha256)[:12]}...): recalibrate")
         if fset.method in chosen:
             raise UserError(f"two fingerprint sets for method {fset.method!r}")
         chosen[fset.method] = entry
     return chosen
 
 
-def summarize_method(fset: FingerprintFile, entry: dict[str, Any], rates: Sequence[float],
+def summarize_method(fset: FingerprintSet, entry: dict[str, Any], rates: Sequence[float],
                      failures: Sequence[str], rule: str | None = None) -> dict[str, Any]:
     """One method's row of the report from its per-repeat matching rates (pure)."""
     array = np.asarray(rates, dtype=np.float64)
@@ -111,7 +111,7 @@ def summarize_method(fset: FingerprintFile, entry: dict[str, Any], rates: Sequen
     return row
 
 
-async def run_verification(client: OIPClient, model: str, sets: Sequence[FingerprintFile],
+async def run_verification(client: OIPClient, model: str, sets: Sequence[FingerprintSet],
                            repeats: int,
                            on_repeat: Callable[[], None] | None = None) -> list[Repeats]:
     """Query every set ``repeats`` times (``OIPClient.repeat``); per set the answers and the
@@ -122,7 +122,7 @@ async def run_verification(client: OIPClient, model: str, sets: Sequence[Fingerp
     return await client.repeat(prepared, repeats, on_repeat)
 
 
-def verify(url: str, model: str, sets: Sequence[FingerprintFile], calibration: dict[str, Any], *,
+def verify(url: str, model: str, sets: Sequence[FingerprintSet], calibration: dict[str, Any], *,
            repeats: int = 100, batch_size: int = 100, concurrency: int = 8,
            timeout_s: float = 30.0, retry: RetryPolicy | None = None, protocol: str = "auto",
            rule: str | None = None, show_progress: bool = False,
@@ -172,7 +172,7 @@ def verify(url: str, model: str, sets: Sequence[FingerprintFile], calibration: d
     if empty:
         reason = next(t.failures[-1] for t in tallies if not t.answers)
         raise UserError(f"no repeat completed for {', '.join(empty)} ({reason})")
-    rows = [summarize_method(fset, entries[fset.method], tally.rates(fset.labels),
+    rows = [summarize_method(fset, entries[fset.method], tally.rates(fset.labels_array),
                              tally.failures, rule)
             for fset, tally in zip(sets, tallies, strict=True)]
     queries = sum(row["repeats"] * row["n"] for row in rows)

@@ -6,7 +6,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -20,13 +19,12 @@ from verifier_client.calibration import (
     empirical_p_value,
     fit_null,
     load_calibration,
-    load_fingerprint_files,
     p_value,
     summarize_rates,
     thresholds_for,
     write_calibration,
 )
-from verifier_client.fingerprint_set import FingerprintSet
+from verifier_client.fingerprint_set import FingerprintSet, load_sets
 from verifier_client.verification import calibration_for_sets, summarize_method
 
 
@@ -196,7 +194,7 @@ def test_calibrate_in_process_writes_every_field(tiny_repo: Path, fmnist_test,
     labels = load_predictor(tiny_repo / "target").predict(images)
     make_set(tmp_path / "sets" / "a.safetensors", images[:20], labels[:20], "clean-a")
     make_set(tmp_path / "sets" / "b.safetensors", images[20:], labels[20:], "clean-b")
-    sets = load_fingerprint_files([tmp_path / "sets"])
+    sets = load_sets([tmp_path / "sets"])
     assert [s.method for s in sets] == ["clean-a", "clean-b"]
     sources = [IndependentSource(n, path=tiny_repo / n) for n in ("indep-1", "indep-2")]
     document = calibrate(sets, sources, alpha=0.05)
@@ -219,7 +217,7 @@ def test_calibrate_in_process_writes_every_field(tiny_repo: Path, fmnist_test,
 def test_calibration_for_other_sets_is_refused(tmp_path: Path) -> None:
     images = torch.zeros(4, 1, 28, 28)
     make_set(tmp_path / "x.safetensors", images, torch.arange(4), "ipguard")
-    sets = load_fingerprint_files([tmp_path / "x.safetensors"])
+    sets = load_sets([tmp_path / "x.safetensors"])
     calibration = {"methods": {"ipguard": {"set_sha256": "0" * 64}}}
     with pytest.raises(UserError, match="made for another 'ipguard' set"):
         calibration_for_sets(sets, calibration)
@@ -234,10 +232,10 @@ def test_bad_calibration_and_set_files(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not a calibration file"):
         load_calibration(tmp_path / "other.json")
     with pytest.raises(UserError, match="no such fingerprint set"):
-        load_fingerprint_files([tmp_path / "nope.safetensors"])
+        load_sets([tmp_path / "nope.safetensors"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match=r"no \*\.safetensors"):
-        load_fingerprint_files([tmp_path / "empty"])
+        load_sets([tmp_path / "empty"])
 
 
 def test_calibrate_cli_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -249,14 +247,6 @@ def test_calibrate_cli_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 2 and not (tmp_path / "c.json").exists()
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: give independent models") and "\n" not in err
-
-
-def test_uint8_view_is_exact() -> None:
-    grid = torch.arange(256, dtype=torch.float32).div(255).reshape(1, 1, 16, 16)
-    from verifier_client.calibration import FingerprintFile
-
-    fset = FingerprintFile(Path("x"), "", "m", grid.numpy(), np.zeros(1, np.int64))
-    assert fset.uint8_images.ravel().tolist() == list(range(256))
 
 
 def test_local_rates_apply_the_entry_preprocessing(tiny_repo: Path, fmnist_test,
@@ -280,7 +270,7 @@ def test_local_rates_apply_the_entry_preprocessing(tiny_repo: Path, fmnist_test,
     images = fmnist_test.floats(slice(0, 60))
     make_set(tmp_path / "s.safetensors", images,
              load_predictor(tiny_repo / "target").predict(images), "m")
-    sets = load_fingerprint_files([tmp_path / "s.safetensors"])
+    sets = load_sets([tmp_path / "s.safetensors"])
     plain = local_rates(tiny_repo / "indep-1", sets)
     first = local_rates(entry, sets, repeats=4, seed=1)
     assert first == local_rates(entry, sets, repeats=4, seed=1)  # seeded: replays exactly

@@ -144,3 +144,9 @@ def test_input_shape_check():
     with pytest.raises(UserError, match=r"input shape \[3, 32, 32\] does not match the model's "
                                         r"input shape \[1, 28, 28\]"):
         fset.check_input_shape([1, 28, 28])
+
+
+def test_uint8_view_is_exact() -> None:
+    grid = torch.arange(256, dtype=torch.float32).div(255).reshape(1, 1, 16, 16)
+    fset = FingerprintSet(grid, torch.zeros(1, dtype=torch.int64), {"method": "m"})
+    assert fset.as_uint8().ravel().tolist() == list(range(256))

@@ -10,8 +10,8 @@ import pytest
 
 from models.repository import list_entries, load_config
 from models.runtime import load_predictor
-from verifier_client.calibration import load_calibration, load_fingerprint_files
-from verifier_client.fingerprint_set import FingerprintSet
+from verifier_client.calibration import load_calibration
+from verifier_client.fingerprint_set import FingerprintSet, load_sets
 from verifier_client.local_server import LocalServer
 from verifier_client.matching import matching_rates
 from verifier_client.verification import verify
@@ -60,14 +60,14 @@ def test_each_set_matches_the_target_and_the_calibration_knows_it(method: str) -
     assert matching_rates(load_predictor(ZOO / "target"), fset).mean == 1.0
     entry = load_calibration(ZOO / "calibration.json")["methods"][method]
     assert len(entry["independent_rates"]) >= 10
-    assert entry["set_sha256"] == load_fingerprint_files([fset_path(method)])[0].sha256
+    assert entry["set_sha256"] == load_sets([fset_path(method)])[0].sha256
 
 
 def test_csrp_pirate_escapes_ipguard_while_the_copy_is_caught() -> None:
     """The data-limited CSRP pirate (csrp-ft) sits well inside IPGuard's independent range
     (demo: 0.41 against a threshold of 0.52); the data-free one is borderline (0.52, p = 0.008),
     so it is not what this test pins."""
-    sets = [s for s in load_fingerprint_files([ZOO / "fingerprints"]) if s.method == "ipguard"]
+    sets = [s for s in load_sets([ZOO / "fingerprints"]) if s.method == "ipguard"]
     calibration = load_calibration(ZOO / "calibration.json")
     with LocalServer(ZOO, "--models", "copy,csrp-ft", "--seed", "0", threads=2) as server:
         copy = verify(server.url, "copy", sets, calibration, repeats=3)["methods"][0]

@@ -20,10 +20,10 @@ from verifier_client.calibration import (
     IndependentSource,
     calibrate,
     load_calibration,
-    load_fingerprint_files,
     write_calibration,
 )
 from verifier_client.cli import main
+from verifier_client.fingerprint_set import load_sets
 from verifier_client.local_server import LocalServer, free_port
 from verifier_client.oip_client import RetryPolicy
 from verifier_client.verification import verify
@@ -55,7 +55,7 @@ def owner(tiny_repo: Path, fmnist_test: Any, tmp_path_factory: pytest.TempPathFa
     labels = load_predictor(tiny_repo / "target").predict(images)
     make_set(folder / "sets" / "ipguard.safetensors", images[:50], labels[:50], "ipguard")
     make_set(folder / "sets" / "cae.safetensors", images[50:], labels[50:], "cae")
-    sets = load_fingerprint_files([folder / "sets"])
+    sets = load_sets([folder / "sets"])
     sources = [IndependentSource(n, path=tiny_repo / n) for n in ("indep-1", "indep-2")]
     write_calibration(folder / "calibration.json", calibrate(sets, sources))
     return {"sets": folder / "sets", "calibration": folder / "calibration.json",
@@ -70,7 +70,7 @@ def server(served_repo: Path) -> Any:
 
 
 def run_verify(url: str, model: str, owner: dict[str, Path], **kwargs: Any) -> dict[str, Any]:
-    return verify(url, model, load_fingerprint_files([owner["sets"]]),
+    return verify(url, model, load_sets([owner["sets"]]),
                   load_calibration(owner["calibration"]), **kwargs)
 
 
@@ -140,7 +140,7 @@ def test_bad_input_is_one_line_and_no_json(server: LocalServer, owner: dict[str,
     # a set whose images do not fit the model (3x32x32 vs 1x28x28), calibrated by hand
     wide = make_set(tmp_path / "wide" / "rce.safetensors", torch.zeros(2, 3, 32, 32),
                     torch.zeros(2).long(), "rce", target="the-target")
-    sha = load_fingerprint_files([wide])[0].sha256
+    sha = load_sets([wide])[0].sha256
     calibration = load_calibration(owner["calibration"])
     calibration["methods"] = {"rce": {**calibration["methods"]["cae"], "set_sha256": sha}}
     (tmp_path / "wide.json").write_text(json.dumps(calibration))

@@ -14,10 +14,10 @@ from verifier_client.calibration import (
     RULES,
     IndependentSource,
     calibrate,
-    load_fingerprint_files,
     write_calibration,
 )
 from verifier_client.commands.verify import add_client_arguments, client_kwargs
+from verifier_client.fingerprint_set import load_sets
 
 EXAMPLES = """examples:
   python -m verifier_client calibrate --fingerprints zoo/fingerprints \\
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                         "--url URL --model NAME ...")
     sources = [IndependentSource(path.name, path=path) for path in args.independent]
     sources += [IndependentSource(name, url=args.url, model=name) for name in args.model]
-    sets = load_fingerprint_files(args.fingerprints)
+    sets = load_sets(args.fingerprints)
     document = calibrate(sets, sources, repeats=args.repeats, alpha=args.alpha, rule=args.rule,
                          seed=args.seed, client_options=client_kwargs(args),
                          progress=lambda name: print(f"measuring {name}", flush=True))

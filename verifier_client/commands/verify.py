@@ -8,7 +8,8 @@ from typing import Any
 
 from models.cli_support import non_negative_int, positive_float, positive_int
 from models.errors import UserError
-from verifier_client.calibration import RULES, load_calibration, load_fingerprint_files
+from verifier_client.calibration import RULES, load_calibration
+from verifier_client.fingerprint_set import load_sets
 from verifier_client.oip_client import RetryPolicy
 from verifier_client.verification import print_report, verify, write_report
 
@@ -65,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rule", choices=RULES, default=None,
                    help="override the calibration's threshold rule")
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE",
-                   help="write the report (DESIGN 3.5) here, atomically")
+                   help="write the report (docs/design.md 3.6) here, atomically")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_client_arguments(p)
     p.set_defaults(run=run)
@@ -73,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options = client_kwargs(args)
-    sets = load_fingerprint_files(args.fingerprints)
+    sets = load_sets(args.fingerprints)
     calibration = load_calibration(args.calibration)
     report = verify(args.url, args.model, sets, calibration, repeats=args.repeats,
                     rule=args.rule, show_progress=not args.no_progress, **options)
