@@ -31,7 +31,7 @@ from models.atomic import write_json
 from models.datasets import ImageData, dataset_info
 from models.entries import derive_config, finalize_entry, new_config
 from models.errors import UserError
-from models.modify import finetune, prune_model
+from models.modify import distill_entry, finetune, prune_model
 from models.provenance import code_version, utc_now
 from models.repository import Lineage, build_classifier, load_config, load_model
 from models.training import TrainSettings, fit, seed_everything
@@ -78,6 +78,79 @@ def _relative(path: Path, base: Path) -> str:
     return os.path.relpath(path.resolve(), base.resolve())
 
 
+class _PoolBuilder:
+    """Writes the pool entries one kind at a time and keeps their ``pools.json`` records."""
+
+    def __init__(self, target: Path, train: ImageData, test: ImageData, settings: PoolSettings,
+                 pools_path: Path, show_progress: bool) -> None:
+        self.target, self.train, self.test, self.settings = target, train, test, settings
+        self.pools_path, self.show_progress = pools_path, show_progress
+        self.config = load_config(target)
+        if list(train.images.shape[1:]) != self.config.input_shape:
+            raise UserError(f"training images {list(train.images.shape[1:])} do not fit the "
+                            f"target's input shape {self.config.input_shape}")
+        self.model, _ = load_model(target)
+        self.surrogates: list[dict[str, Any]] = []
+        self.references: list[dict[str, Any]] = []
+
+    def _record(self, out: Path, kind: str, seed: int | None, config: Any) -> dict[str, Any]:
+        return {"name": out.name, "path": _relative(out, self.pools_path.parent), "kind": kind,
+                "seed": seed, "test_top1": config.metrics.get("test_top1")}
+
+    def _surrogate_config(self, name: str, kind: str, seed: int | None,
+                          extra: dict[str, Any]) -> Any:
+        return derive_config(self.config, str(self.target), name, kind,
+                             {"role": "surrogate", "pool_target": str(self.target), **extra},
+                             seed, preprocessing=None)
+
+    def distill(self, index: int, out: Path) -> None:
+        """A fresh model trained on the target's labels (``models.modify.distill_entry``)."""
+        s, seed = self.settings, self.settings.seed + 100 + index
+        subset = self.train.subset(s.fraction, seed)
+        extra = {"role": "surrogate", "fraction": s.fraction, "pool_target": str(self.target),
+                 "labels": "target-hard-labels"}
+        config = distill_entry(self.target, out, subset, self.test, epochs=s.epochs, lr=s.lr,
+                               seed=seed, parameters=extra, show_progress=self.show_progress)
+        self.surrogates.append(self._record(out, "distill", seed, config))
+
+    def finetune(self, index: int, out: Path) -> None:
+        s, seed = self.settings, self.settings.seed + 200 + index
+        subset = self.train.subset(s.fraction, seed)
+        config = self._surrogate_config(out.name, "finetune", seed, {
+            "epochs": s.finetune_epochs, "fraction": s.fraction, "lr": s.finetune_lr,
+            "layers": "all", "train_samples": len(subset)})
+        model = copy.deepcopy(self.model)
+        finetune(model, subset, TrainSettings(epochs=s.finetune_epochs, lr=s.finetune_lr,
+                                              seed=seed),
+                 description=f"finetune {out.name}", show_progress=self.show_progress)
+        self.surrogates.append(self._record(out, "finetune", seed,
+                                            finalize_entry(out, model, config, self.test)))
+
+    def prune(self, index: int, out: Path) -> None:
+        model = copy.deepcopy(self.model)
+        measured = prune_model(model, self.settings.prune_rate)
+        config = self._surrogate_config(out.name, "prune", None, {
+            "rate": self.settings.prune_rate, "scope": "global-l1",
+            "measured_sparsity": round(measured, 6)})
+        self.surrogates.append(self._record(out, "prune", None,
+                                            finalize_entry(out, model, config, self.test)))
+
+    def reference(self, index: int, out: Path) -> None:
+        s, seed = self.settings, self.settings.seed + index
+        subset = self.train.subset(s.fraction, seed)
+        lineage = Lineage(modification="train", seed=seed, parameters={
+            "role": "reference", "pool_target": str(self.target), "epochs": s.epochs,
+            "fraction": s.fraction, "lr": s.lr, "train_samples": len(subset)})
+        config = new_config(out.name, self.config.arch, dataset_info(self.config.dataset),
+                            lineage)
+        seed_everything(seed)
+        model = build_classifier(config).train()
+        fit(model, subset, TrainSettings(epochs=s.epochs, lr=s.lr, seed=seed),
+            description=f"reference {out.name}", show_progress=self.show_progress)
+        self.references.append(self._record(out, "independent", seed,
+                                            finalize_entry(out, model, config, self.test)))
+
+
 def build_pools(target: str | Path, out_surrogates: str | Path, out_references: str | Path,
                 train: ImageData, test: ImageData, settings: PoolSettings | None = None,
                 pools_file: str | Path | None = None, show_progress: bool = True
@@ -90,84 +163,20 @@ def build_pools(target: str | Path, out_surrogates: str | Path, out_references: 
     settings = settings or PoolSettings()
     settings.check()
     target, out_s, out_r = Path(target), Path(out_surrogates), Path(out_references)
-    target_config = load_config(target)
-    if list(train.images.shape[1:]) != target_config.input_shape:
-        raise UserError(f"training images {list(train.images.shape[1:])} do not fit the "
-                        f"target's input shape {target_config.input_shape}")
-    target_model, _ = load_model(target)
     pools_path = Path(pools_file) if pools_file is not None else out_s / POOLS_FILE
-    info = dataset_info(target_config.dataset)
-    surrogates: list[dict[str, Any]] = []
-    references: list[dict[str, Any]] = []
-
-    def record(out: Path, kind: str, seed: int | None, config: Any) -> dict[str, Any]:
-        return {"name": out.name, "path": _relative(out, pools_path.parent), "kind": kind,
-                "seed": seed, "test_top1": config.metrics.get("test_top1")}
-
-    def surrogate_config(name: str, kind: str, seed: int | None, extra: dict[str, Any]) -> Any:
-        return derive_config(target_config, str(target), name, kind,
-                             {"role": "surrogate", "pool_target": str(target), **extra}, seed,
-                             preprocessing=None)
-
+    builder = _PoolBuilder(target, train, test, settings, pools_path, show_progress)
     for index in range(settings.distill):
-        seed = settings.seed + 100 + index
-        out = out_s / f"sur-distill-{index + 1}"
-        subset = train.subset(settings.fraction, seed)
-        with torch.no_grad():
-            labels = torch.cat([target_model(subset.floats(slice(s, s + 500))).argmax(1)
-                                for s in range(0, len(subset), 500)])
-        distilled = ImageData(subset.info, subset.split, subset.images, labels,
-                              source=f"{subset.source} labelled by {target}")
-        config = surrogate_config(out.name, "distill", seed, {
-            "epochs": settings.epochs, "fraction": settings.fraction, "lr": settings.lr,
-            "labels": "target-hard-labels", "train_samples": len(subset)})
-        seed_everything(seed)
-        model = build_classifier(config).train()
-        fit(model, distilled, TrainSettings(epochs=settings.epochs, lr=settings.lr, seed=seed),
-            description=f"distill {out.name}", show_progress=show_progress)
-        surrogates.append(record(out, "distill", seed, finalize_entry(out, model, config, test)))
-
+        builder.distill(index, out_s / f"sur-distill-{index + 1}")
     for index in range(settings.finetune):
-        seed = settings.seed + 200 + index
-        out = out_s / f"sur-finetune-{index + 1}"
-        subset = train.subset(settings.fraction, seed)
-        config = surrogate_config(out.name, "finetune", seed, {
-            "epochs": settings.finetune_epochs, "fraction": settings.fraction,
-            "lr": settings.finetune_lr, "layers": "all", "train_samples": len(subset)})
-        model = copy.deepcopy(target_model)
-        finetune(model, subset, TrainSettings(epochs=settings.finetune_epochs,
-                                              lr=settings.finetune_lr, seed=seed),
-                 description=f"finetune {out.name}", show_progress=show_progress)
-        surrogates.append(record(out, "finetune", seed, finalize_entry(out, model, config, test)))
-
+        builder.finetune(index, out_s / f"sur-finetune-{index + 1}")
     for index in range(settings.prune):
-        out = out_s / f"sur-prune-{index + 1}"
-        model = copy.deepcopy(target_model)
-        measured = prune_model(model, settings.prune_rate)
-        config = surrogate_config(out.name, "prune", None, {
-            "rate": settings.prune_rate, "scope": "global-l1",
-            "measured_sparsity": round(measured, 6)})
-        surrogates.append(record(out, "prune", None, finalize_entry(out, model, config, test)))
-
+        builder.prune(index, out_s / f"sur-prune-{index + 1}")
     for index in range(settings.references):
-        seed = settings.seed + index
-        out = out_r / f"ref-{index + 1}"
-        subset = train.subset(settings.fraction, seed)
-        lineage = Lineage(modification="train", seed=seed, parameters={
-            "role": "reference", "pool_target": str(target), "epochs": settings.epochs,
-            "fraction": settings.fraction, "lr": settings.lr, "train_samples": len(subset)})
-        config = new_config(out.name, target_config.arch, info, lineage)
-        seed_everything(seed)
-        model = build_classifier(config).train()
-        fit(model, subset, TrainSettings(epochs=settings.epochs, lr=settings.lr, seed=seed),
-            description=f"reference {out.name}", show_progress=show_progress)
-        references.append(record(out, "independent", seed,
-                                 finalize_entry(out, model, config, test)))
-
+        builder.reference(index, out_r / f"ref-{index + 1}")
     manifest = {"format": POOLS_FORMAT, "format_version": 1,
-                "target": {"path": str(target), "name": target_config.name,
-                           "arch": target_config.arch},
-                "surrogates": surrogates, "references": references,
+                "target": {"path": str(target), "name": builder.config.name,
+                           "arch": builder.config.arch},
+                "surrogates": builder.surrogates, "references": builder.references,
                 "settings": asdict(settings), "code_version": code_version(),
                 "created": utc_now()}
     write_json(pools_path, manifest)

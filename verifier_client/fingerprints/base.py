@@ -230,6 +230,35 @@ class Run:
         return self.seeds.images[index].to(self.device), labels, index
 
 
+@dataclass
+class Accepted:
+    """The samples accepted so far (on the CPU): images, labels, seed index, converged flag."""
+
+    images: Tensor = field(default_factory=lambda: torch.empty(0))
+    labels: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
+    sources: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
+    converged: Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.bool))
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def add(self, cand: Candidates, index: Tensor) -> None:
+        """Append the candidates at ``index``."""
+        images = cand.images[index].detach().cpu()
+        converged = (torch.ones(len(index), dtype=torch.bool) if cand.converged is None
+                     else cand.converged[index].cpu())
+        parts = ((self.images, images), (self.labels, cand.labels[index].detach().cpu()),
+                 (self.sources, cand.sources.cpu()[index.cpu()]), (self.converged, converged))
+        self.images, self.labels, self.sources, self.converged = (
+            new if len(self) == 0 else torch.cat([old, new]) for old, new in parts)
+
+    def keep(self, mask: Tensor) -> None:
+        """Keep only the samples where ``mask`` (bool [len]) holds."""
+        if not bool(mask.all()):
+            self.images, self.labels = self.images[mask], self.labels[mask]
+            self.sources, self.converged = self.sources[mask], self.converged[mask]
+
+
 # -------------------------------------------------------------------------------- the base
 
 
@@ -311,11 +340,40 @@ class FingerprintMethod(ABC):
             a ``FingerprintSet`` whose every sample the target labels with its label, on the
             8-bit grid, with a logit margin of at least ``margin``.
         """
+        started = time.perf_counter()
+        run = self._start_run(model, n, generator, seeds, pools, progress, target, input_shape)
+        accepted = self._collect(run)
+        metadata = {
+            "method": self.name,
+            "parameters": self.parameters(),
+            "target": target or {},
+            "seed": int(generator.initial_seed()),
+            "code_version": code_version(),
+            "candidates_tried": run.tried,
+            "rounds": run.round,
+            "acceptance_rate": round(n / run.tried, 4),
+            "converged": int(accepted.converged.sum()),
+            "generation_seconds": round(time.perf_counter() - started, 2),
+            "device": str(run.device),
+            "n": n,
+            "input_shape": run.input_shape,
+            "num_classes": run.num_classes,
+            "seeds": run.seeds.description if run.seeds is not None else None,
+            "pools": run.pools.description if run.pools is not None else None,
+            "created": utc_now(),
+        }
+        return FingerprintSet(snap_to_grid(accepted.images), accepted.labels, metadata,
+                              accepted.sources.to(torch.int64))
+
+    def _start_run(self, model: nn.Module, n: int, generator: torch.Generator,
+                   seeds: SeedPool | ImageData | Tensor | tuple[Tensor, Tensor] | None,
+                   pools: ModelPools | None, progress: ProgressFn | None,
+                   target: dict[str, Any] | None, input_shape: Sequence[int] | None) -> Run:
+        """Check the arguments against what the method needs; the state of a new run."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise UserError(f"n must be an integer >= 1, got {n!r}")
         if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
             raise UserError("generator must be a CPU torch.Generator")
-        started = time.perf_counter()
         model.eval()
         device = model_device(model)
         pool = SeedPool.from_any(seeds) if seeds is not None else None
@@ -335,66 +393,35 @@ class FingerprintMethod(ABC):
             raise UserError(f"the target must return logits [N, classes]; got {list(probe.shape)}")
         for extra in ([*pools.surrogates, *pools.references] if pools else []):
             extra.eval()
-        run = Run(self.name, model, device, generator, n, shape, int(probe.shape[1]), pool,
-                  pools, progress)
+        return Run(self.name, model, device, generator, n, shape, int(probe.shape[1]), pool,
+                   pools, progress)
 
-        images: list[Tensor] = []
-        labels: list[Tensor] = []
-        sources: list[Tensor] = []
-        converged: list[Tensor] = []
-        have = 0
+    def _collect(self, run: Run) -> Accepted:
+        """Rounds of candidates until ``run.n`` pass :meth:`verify`, alone and as one batch."""
+        accepted = Accepted()
         rate = self.expected_acceptance
-        while have < n:
+        while len(accepted) < run.n:
             if run.round >= self.max_rounds:
                 raise GenerationError(
-                    f"{self.name}: only {have} of {n} samples accepted after {run.round} rounds "
-                    f"({run.tried} candidates tried); raise max_rounds or relax the method's "
-                    "parameters (see its docstring)")
-            remaining = n - have
+                    f"{self.name}: only {len(accepted)} of {run.n} samples accepted after "
+                    f"{run.round} rounds ({run.tried} candidates tried); raise max_rounds or "
+                    "relax the method's parameters (see its docstring)")
+            remaining = run.n - len(accepted)
             size = min(self.max_batch, max(remaining, math.ceil(1.1 * remaining / max(rate, 0.05))))
             run.round += 1
             cand = self.candidates(run, size)
             run.tried += len(cand.labels)
-            ok = cand.accepted.to(device) & self.verify(model, cand.images, cand.labels)
+            ok = cand.accepted.to(run.device) & self.verify(run.model, cand.images, cand.labels)
             index = ok.nonzero().flatten()[:remaining]
             if len(index):
-                images.append(cand.images[index].detach().cpu())
-                labels.append(cand.labels[index].detach().cpu())
-                sources.append(cand.sources.cpu()[index.cpu()])
-                converged.append(torch.ones(len(index), dtype=torch.bool)
-                                 if cand.converged is None else cand.converged[index].cpu())
+                accepted.add(cand, index)
                 # the whole set in one batch, as a verifier sends it
-                everything = torch.cat(images)
-                keep = self.verify(model, everything.to(device), torch.cat(labels).to(device))
-                if not bool(keep.all()):
-                    keep = keep.cpu()
-                    images, labels = [everything[keep]], [torch.cat(labels)[keep]]
-                    sources, converged = [torch.cat(sources)[keep]], [torch.cat(converged)[keep]]
-                have = sum(len(t) for t in labels)
-            run.accepted = have
-            rate = max(have, 1) / max(run.tried, 1)
+                accepted.keep(self.verify(run.model, accepted.images.to(run.device),
+                                          accepted.labels.to(run.device)).cpu())
+            run.accepted = len(accepted)
+            rate = max(len(accepted), 1) / max(run.tried, 1)
             run.report(0, 0)
-        metadata = {
-            "method": self.name,
-            "parameters": self.parameters(),
-            "target": target or {},
-            "seed": int(generator.initial_seed()),
-            "code_version": code_version(),
-            "candidates_tried": run.tried,
-            "rounds": run.round,
-            "acceptance_rate": round(n / run.tried, 4),
-            "converged": int(torch.cat(converged).sum()),
-            "generation_seconds": round(time.perf_counter() - started, 2),
-            "device": str(device),
-            "n": n,
-            "input_shape": shape,
-            "num_classes": run.num_classes,
-            "seeds": pool.description if pool is not None else None,
-            "pools": pools.description if pools is not None else None,
-            "created": utc_now(),
-        }
-        return FingerprintSet(snap_to_grid(torch.cat(images)), torch.cat(labels), metadata,
-                              torch.cat(sources).to(torch.int64))
+        return accepted
 
     @torch.no_grad()
     def verify(self, model: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
