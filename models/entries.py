@@ -62,8 +62,11 @@ def set_threads(threads: int | None) -> None:
 
 def train_to_entry(out: Path, arch: str, info: DatasetInfo, train: ImageData, test: ImageData,
                    settings: TrainSettings, extra_parameters: dict[str, Any] | None = None,
-                   show_progress: bool = True) -> ModelConfig:
-    """Train ``arch`` from scratch with ``settings`` and write the entry (lineage ``train``)."""
+                   show_progress: bool = True, device: str = "cpu") -> ModelConfig:
+    """Train ``arch`` from scratch with ``settings`` on ``device`` and write the entry (lineage
+    ``train``; a device other than the CPU is recorded)."""
+    if device != "cpu":
+        extra_parameters = {**(extra_parameters or {}), "device": device}
     lineage = Lineage(modification="train", seed=settings.seed, parameters={
         "epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
         "optimizer": "sgd-nesterov-0.9-wd5e-4-onecycle",
@@ -71,7 +74,7 @@ def train_to_entry(out: Path, arch: str, info: DatasetInfo, train: ImageData, te
         **(extra_parameters or {})})
     config = new_config(out.name, arch, info, lineage)
     seed_everything(settings.seed)
-    model = build_classifier(config).train()
+    model = build_classifier(config).to(device).train()
     started = time.perf_counter()
     fit(model, train, settings, description=f"train {out.name}", show_progress=show_progress)
     seconds = time.perf_counter() - started

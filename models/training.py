@@ -71,8 +71,11 @@ def fit(model: nn.Module, data: ImageData, settings: TrainSettings,
         show_progress: bool = True) -> nn.Module:
     """Train ``model`` in place on ``data``; ``transform`` (e.g. CSRP) follows augmentation.
 
-    ``transform(images, generator)`` gets float [0, 1] batches and a seeded generator.
+    ``transform(images, generator)`` gets float [0, 1] batches and a seeded generator. Batches
+    are drawn and augmented on the CPU (the same draws on every device), then moved to the
+    model's device.
     """
+    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(settings.seed)
     optimiser = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay, nesterov=True)
@@ -92,6 +95,7 @@ def fit(model: nn.Module, data: ImageData, settings: TrainSettings,
                 images, labels = data.floats(index), data.labels[index]
                 if settings.augment:
                     images = random_crop_flip(images, generator)
+                images, labels = images.to(device), labels.to(device)
                 if transform is not None:
                     images = transform(images, generator)
                 loss = F.cross_entropy(model(images), labels)

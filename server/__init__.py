@@ -1,4 +1,4 @@
-"""The pirate's label-only inference server (DESIGN 3.2, 3.3).
+"""The pirate's label-only inference server (docs/design.md 3.2, 3.3).
 
 Open Inference Protocol (KServe / Triton "v2") subset over FastAPI; the only thing about a
 prediction that ever leaves is the class index (INT64).

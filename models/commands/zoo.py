@@ -1,27 +1,51 @@
-"""``python -m models zoo``: build (or finish) the models of the default zoo."""
+"""``python -m models zoo``: build (or finish) the default zoo's population of models."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from models.cli_support import positive_int
+from models.cli_support import positive_float, positive_int
+
+EXAMPLES = """examples:
+  python -m models zoo --out zoo                      # build what is missing, one entry at a time
+  python -m models zoo --out zoo --only csrp,csrp-ft  # just these (their parents must exist)
+  python -m models zoo --out zoo --executor ray       # entries as Ray tasks on a local cluster
+  python -m models zoo --out zoo --executor ray --address 10.0.0.5:6379 --gpus-per-task 1
+
+The plan (every entry's role and recipe) is models/zoo/plan.py; the build writes
+zoo/BUILD.json (per-entry status and time) and zoo/population.json (the roles). Fingerprint
+sets, pools and calibration are the verifier's side: `make zoo` runs both."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "zoo", help="build the default zoo's models (resumable)",
-        description="Train the target and independents and derive every pirate entry. Steps "
-                    "whose entry exists are skipped. The verifier side (pools, fingerprints, "
-                    "calibration) is `python -m verifier_client zoo`; `make zoo` runs both.")
-    p.add_argument("--out", type=Path, default=Path("zoo"))
-    p.add_argument("--independents", type=positive_int, default=10)
-    p.add_argument("--only", default=None, help="comma-separated step names (e.g. csrp,csrp-ft)")
+        "zoo", help="build the default zoo's models (resumable; local or on Ray)",
+        description="Train the target, the calibration and held-out negatives, and derive every "
+                    "pirate entry. Entries that exist are skipped; a failed entry is reported "
+                    "and skipped with everything derived from it.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("zoo"), help="the zoo folder (default zoo)")
+    p.add_argument("--calibration-negatives", "--independents", dest="calibration",
+                   type=positive_int, default=20,
+                   help="independent models for calibration, indep-01.. (default 20)")
+    p.add_argument("--only", default=None, help="comma-separated entry names (e.g. csrp,csrp-ft)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: one entry after another (default); ray: one Ray task per entry")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address (default: start a local cluster)")
+    p.add_argument("--gpus-per-task", type=positive_float, default=None,
+                   help="GPUs each Ray task reserves (training then runs on CUDA)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from models.errors import UserError
     from models.zoo import build_zoo
 
-    build_zoo(args.out, args.independents, args.only.split(",") if args.only else None)
-    return 0
+    if args.executor != "ray" and (args.address or args.gpus_per_task):
+        raise UserError("--address and --gpus-per-task need --executor ray")
+    records = build_zoo(args.out, args.calibration, args.only.split(",") if args.only else None,
+                        executor=args.executor, address=args.address,
+                        gpus_per_task=args.gpus_per_task or 0.0)
+    return 1 if any(r["status"] in ("failed", "skipped") for r in records.values()) else 0

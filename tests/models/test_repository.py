@@ -1,5 +1,5 @@
-"""Model repository entries (DESIGN 3.2): round trip, lineage, refusal of pickles and corrupt
-files, name validation, atomic writes, and the in-process predictors."""
+"""Model repository entries (docs/design.md 3.2): round trip, lineage, refusal of pickles,
+corrupt files, name validation, atomic writes, and the in-process predictors."""
 
 from __future__ import annotations
 

@@ -1,0 +1,100 @@
+"""How each kind of zoo entry is made: one function per ``PlanEntry.kind``, all writing an
+ordinary repository entry with lineage (atomically: a failed step leaves nothing behind)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.adapt import adapt_entry
+from models.datasets import ImageData, dataset_info, load_dataset
+from models.entries import derive_config, finalize_entry, train_to_entry
+from models.modify import distill_entry, ftal_entry, prune_entry, quantize_entry
+from models.repository import load_model
+from models.training import TrainSettings
+from models.zoo.plan import DATASET, EPOCHS, PIRATE_FRACTION, PlanEntry
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which data the zoo is built on: the dataset, and (for tests) a share of its splits."""
+
+    dataset: str = DATASET
+    train_fraction: float = 1.0
+    test_samples: int | None = None
+
+
+@dataclass
+class ZooData:
+    train: ImageData
+    test: ImageData
+
+
+@functools.lru_cache(maxsize=2)
+def load_data(spec: DataSpec) -> ZooData:
+    """The splits of ``spec``, loaded once per process."""
+    train = load_dataset(spec.dataset, "train")
+    if spec.train_fraction < 1.0:
+        train = train.subset(spec.train_fraction, 0)
+    test = load_dataset(spec.dataset, "test")
+    if spec.test_samples is not None:
+        test = test.take(spec.test_samples)
+    return ZooData(train, test)
+
+
+def _train(entry: PlanEntry, zoo: Path, data: ZooData) -> None:
+    """The target's recipe (target and independents differ only in seed and architecture)."""
+    assert entry.seed is not None
+    import torch
+
+    settings = TrainSettings(epochs=int(entry.params.get("epochs", EPOCHS)), seed=entry.seed)
+    # a GPU when one is visible (a Ray task given one, or a local run on a GPU machine)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    train_to_entry(zoo / entry.name, entry.arch, dataset_info(data.train.info.name), data.train,
+                   data.test, settings, extra_parameters={"train_fraction": 1.0}, device=device)
+
+
+def _copy(entry: PlanEntry, zoo: Path, data: ZooData) -> None:
+    """The pirate's untouched copy (lineage ``copy``)."""
+    assert entry.parent is not None
+    model, parent = load_model(zoo / entry.parent)
+    config = derive_config(parent, entry.parent, entry.name, "copy", {}, seed=None)
+    finalize_entry(zoo / entry.name, model, config, data.test)
+
+
+def _int8(entry: PlanEntry, zoo: Path, data: ZooData) -> None:
+    assert entry.parent is not None and entry.seed is not None
+    quantize_entry(zoo / entry.parent, zoo / entry.name, data.train, data.test, seed=entry.seed)
+
+
+def _prune(entry: PlanEntry, zoo: Path, data: ZooData) -> None:
+    assert entry.parent is not None
+    prune_entry(zoo / entry.parent, zoo / entry.name, float(entry.params["rate"]), data.test)
+
+
+def _ftal(entry: PlanEntry, zoo: Path, data: ZooData) -> None:
+    assert entry.parent is not None and entry.seed is not None
+    ftal_entry(zoo / entry.parent, zoo / entry.name, data.train, data.test,
+               epochs=int(entry.params["epochs"]),
+               fraction=float(entry.params.get("fraction", PIRATE_FRACTION)), seed=entry.seed)
+
+
+def _adapt(entry: PlanEntry, zoo: Path, data: ZooData) -> None:
+    """CSRP/RDG pirates: fine-tuned behind the transform, or (``epochs = 0``) data-free."""
+    assert entry.parent is not None and entry.seed is not None
+    adapt_entry(zoo / entry.parent, zoo / entry.name, dict(entry.params["transform"]),
+                data.train, data.test, epochs=int(entry.params["epochs"]),
+                fraction=float(entry.params.get("fraction", PIRATE_FRACTION)), seed=entry.seed)
+
+
+def _distill(entry: PlanEntry, zoo: Path, data: ZooData) -> None:
+    assert entry.parent is not None and entry.seed is not None
+    distill_entry(zoo / entry.parent, zoo / entry.name, data.train, data.test, arch=entry.arch,
+                  epochs=int(entry.params.get("epochs", EPOCHS)), seed=entry.seed)
+
+
+STEPS: dict[str, Callable[[PlanEntry, Path, ZooData], None]] = {
+    "train": _train, "copy": _copy, "int8": _int8, "prune": _prune, "ftal": _ftal,
+    "adapt": _adapt, "distill": _distill}
