@@ -1,4 +1,4 @@
-"""In-process matching rate (DESIGN 1): T = (1/N) * #{i : label(g(x_i)) == y_i}, R repeats.
+"""In-process matching rate (docs/design.md 1): T = (1/N) * #{i : label(g(x_i)) == y_i}, R repeats.
 
 For quick studies without a server: the suspect is a predictor (``models.runtime``, torch or
 ONNX) or any logits function, optionally behind a randomized transform ``g`` (CSRP, RDG, as
