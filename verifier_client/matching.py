@@ -72,6 +72,29 @@ def _describe(transform: Transform | None) -> dict[str, Any] | None:
     return {"name": type(transform).__name__}
 
 
+def match_outcomes(model: _Predicts | LogitsFn, fset: FingerprintSet,
+                   transform: Transform | None = None, repeats: int = 1,
+                   seed: int = 0) -> Tensor:
+    """Which fingerprints ``model`` (behind ``transform``) matches in each of ``repeats`` repeats:
+    bool ``[repeats, N]``. Every repeat is one batch of all N samples with fresh transform draws
+    from one generator seeded by ``seed``, so (set, model, transform, seed) replays exactly."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise UserError(f"repeats must be an integer >= 1, got {repeats!r}")
+    labels_of = _labels_fn(model)
+    generator = torch.Generator().manual_seed(seed)
+    images, expected = fset.images, fset.labels
+    outcomes = []
+    for _ in range(repeats):
+        batch = images if transform is None else transform(images, generator=generator)
+        with torch.inference_mode():
+            predicted = labels_of(batch).detach().cpu().to(torch.int64).flatten()
+        if predicted.shape != expected.shape:
+            raise UserError(f"the model returned {predicted.numel()} labels for {len(fset)} "
+                            "fingerprints")
+        outcomes.append(predicted == expected)
+    return torch.stack(outcomes)
+
+
 def matching_rates(model: _Predicts | LogitsFn, fset: FingerprintSet,
                    transform: Transform | None = None, repeats: int = 1,
                    seed: int = 0) -> MatchingResult:
@@ -88,20 +111,8 @@ def matching_rates(model: _Predicts | LogitsFn, fset: FingerprintSet,
     Returns:
         ``MatchingResult`` with the R rates, their mean, sample std (0 for R = 1), min and max.
     """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise UserError(f"repeats must be an integer >= 1, got {repeats!r}")
-    labels_of = _labels_fn(model)
-    generator = torch.Generator().manual_seed(seed)
-    images, expected = fset.images, fset.labels
-    rates: list[float] = []
-    for _ in range(repeats):
-        batch = images if transform is None else transform(images, generator=generator)
-        with torch.inference_mode():
-            predicted = labels_of(batch).detach().cpu().to(torch.int64).flatten()
-        if predicted.shape != expected.shape:
-            raise UserError(f"the model returned {predicted.numel()} labels for {len(fset)} "
-                            "fingerprints")
-        rates.append(float((predicted == expected).to(torch.float64).mean()))
+    outcomes = match_outcomes(model, fset, transform, repeats, seed)
+    rates = outcomes.to(torch.float64).mean(1).tolist()
     values = torch.tensor(rates, dtype=torch.float64)
     std = float(values.std()) if repeats > 1 else 0.0
     return MatchingResult(method=fset.method, n=len(fset), repeats=repeats, rates=rates,

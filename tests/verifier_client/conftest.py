@@ -15,3 +15,52 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+POPULATION_DATA_FRACTION = 0.04
+
+
+def _population_plan() -> list:
+    from models.zoo import PlanEntry
+
+    def trained(name: str, role: str, seed: int) -> PlanEntry:
+        return PlanEntry(name, role, "train", "target" if role == "target" else "independent",
+                         arch="tinycnn", seed=seed, params={"epochs": 2})
+
+    csrp = {"name": "csrp", "sigma": 1.16, "p": 3}
+    return [trained("target", "target", 0),
+            *(trained(f"indep-{i:02d}", "calibration-negative", 10 + i) for i in range(1, 5)),
+            *(trained(f"heldout-{i:02d}", "heldout-negative", 20 + i) for i in range(1, 4)),
+            PlanEntry("copy", "positive", "copy", "unmodified", parent="target"),
+            PlanEntry("prune-0.3", "positive", "prune", "pruning", parent="target",
+                      params={"rate": 0.3}),
+            PlanEntry("csrp", "positive", "adapt", "csrp-data-free", parent="target", seed=7,
+                      params={"transform": csrp, "epochs": 0}),
+            PlanEntry("csrp-ft", "positive", "adapt", "csrp-fine-tuned", parent="target",
+                      seed=7, params={"transform": csrp, "epochs": 1, "fraction": 0.2})]
+
+
+@pytest.fixture(scope="session")
+def tiny_population(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small population zoo (tinycnn on 4% of Fashion-MNIST): a target, 4 calibration and 3
+    held-out negatives, 4 positives in 4 categories, population.json, and two real fingerprint
+    sets (VCE and IPGuard, 30 samples each, distinct seeds)."""
+    from models.datasets import load_dataset
+    from models.repository import load_model
+    from models.zoo import DataSpec, build_zoo
+    from verifier_client.fingerprint_set import target_metadata
+    from verifier_client.fingerprints import create_method
+
+    zoo = tmp_path_factory.mktemp("population") / "zoo"
+    build_zoo(zoo, plan=_population_plan(),
+              data=DataSpec(train_fraction=POPULATION_DATA_FRACTION, test_samples=300))
+    model, config = load_model(zoo / "target")
+    seeds = load_dataset("fashion-mnist", "test").take(200)
+    target = target_metadata(zoo / "target", config)
+    for method, seed, params in (("vce", 3, {"steps": 30}), ("ipguard", 1, {"steps": 60})):
+        generator = torch.Generator().manual_seed(seed)
+        fset = create_method(method, **params).generate(
+            model, 30, generator=generator, seeds=seeds if method == "ipguard" else None,
+            target=target)
+        fset.save(zoo / "fingerprints" / f"{method}.safetensors")
+    return zoo

@@ -1,0 +1,111 @@
+"""Error rates over a population (``verifier_client.roc``, ``roc_study``, the ``roc`` command):
+the statistics on hand-made numbers, the roles (thresholds never see held-out models), and the
+command end to end on a tiny population."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from verifier_client.cli import main
+from verifier_client.population import load_outcomes
+from verifier_client.roc import auc, calibrated_threshold, method_report, rates, roc_points
+
+
+def test_auc_is_the_mann_whitney_probability() -> None:
+    assert auc([0.9, 0.8], [0.1, 0.2, 0.3]) == 1.0
+    assert auc([0.1], [0.9]) == 0.0
+    assert auc([0.5, 0.5], [0.5]) == 0.5  # ties count half
+    assert auc([0.6, 0.2], [0.4]) == 0.5
+    points = roc_points([0.9, 0.2], [0.4])
+    assert points[0] == [0.0, 0.0] and points[-1] == [1.0, 1.0]
+
+
+def test_conformal_threshold_and_its_floor() -> None:
+    calibration = [i / 100 for i in range(100)]  # 0.00 .. 0.99
+    five = calibrated_threshold(calibration, 0.05)
+    assert five["rank"] == 96 and five["threshold"] == 0.95 and five["note"] is None
+    twenty = [i / 20 for i in range(20)]
+    one = calibrated_threshold(twenty, 0.01)  # ceil(0.99 * 21) = 21 > 20
+    assert one["threshold"] == max(twenty) and one["guaranteed_fpr"] == round(1 / 21, 4)
+    assert "cannot guarantee 0.01" in one["note"]
+
+
+def test_thresholds_come_from_calibration_models_only() -> None:
+    scores = {"c1": 0.2, "c2": 0.3, "c3": 0.4, "h1": 0.35, "h2": 0.1, "p1": 0.9, "p2": 0.38}
+    categories = {"a": ["p1"], "b": ["p2"]}
+    first = method_report(scores, ["c1", "c2", "c3"], ["h1", "h2"], categories, seed=0)
+    moved = method_report({**scores, "h1": 0.99, "h2": 0.98}, ["c1", "c2", "c3"], ["h1", "h2"],
+                          categories, seed=0)
+    assert first["thresholds"] == moved["thresholds"]  # held-out scores never set a threshold
+    assert first["groups"]["a"]["auc"] == 1.0 and moved["groups"]["a"]["auc"] == 0.0
+    recalibrated = method_report({**scores, "c3": 0.95}, ["c1", "c2", "c3"], ["h1", "h2"],
+                                 categories, seed=0)
+    assert recalibrated["thresholds"] != first["thresholds"]
+
+
+def test_rates_at_a_budget() -> None:
+    outcomes = np.array([[1, 1, 0, 0], [1, 0, 0, 0]], dtype=bool)
+    assert rates(outcomes) == 3 / 8
+    assert rates(outcomes, repeats=1) == 0.5
+    assert rates(outcomes, np.array([0, 2])) == 0.5
+
+
+def test_roc_command_on_a_tiny_population(tiny_population: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "roc"
+    code = main(["roc", "--zoo", str(tiny_population), "--repeats", "3", "--quiet",
+                 "--fingerprint-budgets", "5,30", "--repeat-budgets", "1,3", "--subsamples", "4",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "roc.json").read_text())
+    manifest = json.loads((tiny_population / "population.json").read_text())
+    assert report["roles"]["calibration-negative"] == [f"indep-{i:02d}" for i in range(1, 5)]
+    assert report["roles"]["heldout-negative"] == ["heldout-01", "heldout-02", "heldout-03"]
+    assert set(report["roles"]["positive"]) == {"unmodified", "pruning", "csrp-data-free",
+                                                "csrp-fine-tuned"}
+    assert len(report["manifest_sha256"]) == 64 and manifest["entries"]
+    for method in ("vce", "ipguard"):
+        data = report["methods"][method]
+        assert data["scores"]["copy"] == 1.0  # the untouched copy matches every fingerprint
+        assert data["groups"]["unmodified"]["auc"] == 1.0
+        for group in data["groups"].values():
+            assert 0.0 <= group["auc_ci95"][0] <= group["auc"] <= group["auc_ci95"][1] <= 1.0
+        assert set(data["budgets"]["fingerprints"]["all"]) == {"5", "30"}
+        assert [t["fpr"] for t in data["thresholds"]] == [0.01, 0.05]
+        assert data["thresholds"][0]["guaranteed_fpr"] == 0.2  # 4 models: floor 1/5
+    outcomes = load_outcomes(out / "outcomes.npz")
+    assert outcomes["csrp"]["vce"].shape == (3, 30)
+    assert "ROC-AUC against the held-out negatives" in (out / "roc.md").read_text()
+    for image in ("roc.png", "budget.png"):
+        assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--fingerprint-budgets", "31"], "fingerprint budget 31 is outside 1..30"),
+    (["--fingerprint-budgets", "5", "--repeat-budgets", "5"],
+     r"repeat budget 5 is outside 1..2 \(--repeats\)"),
+])
+def test_budgets_beyond_the_sets_are_one_line(tiny_population: Path, tmp_path: Path, capsys,
+                                              argv: list[str], message: str) -> None:
+    code = main(["roc", "--zoo", str(tiny_population), "--repeats", "2", "--quiet",
+                 "--out", str(tmp_path / "x"), *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_manifest_naming_a_missing_entry_is_one_line(tiny_population: Path, tmp_path: Path,
+                                                        capsys) -> None:
+    import shutil
+
+    zoo = tmp_path / "zoo"
+    shutil.copytree(tiny_population, zoo)
+    shutil.rmtree(zoo / "heldout-02")
+    code = main(["roc", "--zoo", str(zoo), "--quiet", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "entry 'heldout-02' is missing" in err and "\n" not in err

@@ -1,0 +1,75 @@
+"""``python -m verifier_client roc``: every method's error rates over the zoo's population."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from models.cli_support import positive_int
+from models.errors import UserError
+
+EXAMPLES = """examples:
+  python -m verifier_client roc --zoo zoo --out results/roc
+  python -m verifier_client roc --zoo zoo --repeats 5 --fingerprint-budgets 10,50 \\
+      --repeat-budgets 1,5 --out build/roc-quick
+  python -m verifier_client roc --zoo zoo --via-server --repeats 5 --out build/roc-server
+
+Roles come from zoo/population.json: thresholds from the calibration negatives only, AUCs
+against the held-out negatives only."""
+
+
+def int_list(value: str) -> list[int]:
+    try:
+        numbers = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of integers: {value!r}") from None
+    if not numbers:
+        raise argparse.ArgumentTypeError("give at least one number")
+    return numbers
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "roc", help="ROC-AUC, TPR at 1%%/5%% FPR and budget curves per method and attack",
+        description="Measure every entry of the zoo's population with every fingerprint set "
+                    "and report, per method and attack category, the ROC-AUC against the "
+                    "held-out negatives, the TPR at FPR 1%% and 5%% with thresholds from the "
+                    "calibration negatives, and the AUC against the number of fingerprints and "
+                    "repeats. Writes roc.json, .md, .csv, roc.png, budget.png, outcomes.npz.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--zoo", type=Path, default=Path("zoo"), help="the zoo (with population.json)")
+    p.add_argument("--fingerprints", type=Path, default=None,
+                   help="fingerprint sets (default: ZOO/fingerprints)")
+    p.add_argument("--repeats", type=positive_int, default=20,
+                   help="queries of every set per model (default 20)")
+    p.add_argument("--fingerprint-budgets", type=int_list, default=[10, 25, 50, 100],
+                   metavar="K,K", help="fingerprints sent, for the budget curve (default "
+                   "10,25,50,100)")
+    p.add_argument("--repeat-budgets", type=int_list, default=[1, 5, 20], metavar="R,R",
+                   help="repeats, for the budget curve (default 1,5,20)")
+    p.add_argument("--subsamples", type=positive_int, default=20,
+                   help="seeded fingerprint subsets per budget (default 20)")
+    p.add_argument("--via-server", action="store_true",
+                   help="query a real server on 127.0.0.1 instead of in-process")
+    p.add_argument("--seed", type=int, default=0, help="transform draws, subsets, bootstrap")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", type=Path, default=Path("build/roc"), help="output folder")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from verifier_client.roc_study import roc_study, to_markdown, write_outputs
+
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is a file, not a folder")
+    report, outcomes = roc_study(args.zoo, args.fingerprints, repeats=args.repeats,
+                                 via_server=args.via_server,
+                                 fingerprint_budgets=args.fingerprint_budgets,
+                                 repeat_budgets=args.repeat_budgets, subsamples=args.subsamples,
+                                 seed=args.seed, progress=not args.quiet)
+    write_outputs(report, outcomes, args.out)
+    print(to_markdown(report))
+    print(f"{report['seconds']} s; wrote {args.out}/roc.{{json,md,csv,png}}, budget.png, "
+          "outcomes.npz")
+    return 0
