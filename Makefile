@@ -30,6 +30,14 @@ demo: $(STAMP)
 # The default zoo. Every step is skipped when its output exists, so `make zoo` resumes.
 METHODS := ipguard cae vce rce rce-gm rce-lt
 POOLS := build/pools
+# One seed per set: with one seed for all, VCE and the RCE family would start from the same noise
+# and labels, and IPGuard and CAE from the same clean images, so their tests would correlate.
+SEED_ipguard := 1
+SEED_cae := 2
+SEED_vce := 3
+SEED_rce := 4
+SEED_rce-gm := 5
+SEED_rce-lt := 6
 zoo: setup zoo-models $(METHODS:%=zoo/fingerprints/%.safetensors) zoo/calibration.json
 
 zoo-models:
@@ -42,12 +50,13 @@ $(POOLS)/surrogates/pools.json: zoo/target/config.json
 # CAE at the paper's eps 0.01 / tau 0.85 yields no sample on Fashion-MNIST (best conferrability
 # seen: 0.49); the zoo loosens both (see verifier_client/fingerprints/cae.py).
 zoo/fingerprints/cae.safetensors: $(POOLS)/surrogates/pools.json
-	$(PY) -m verifier_client generate --method cae --target zoo/target --n 100 --seed 0 \
+	$(PY) -m verifier_client generate --method cae --target zoo/target --n 100 --seed $(SEED_cae) \
 	  --pools $(POOLS)/surrogates/pools.json --param eps=0.05 --param tau=0.5 \
 	  --param steps=100 --param max_batch=128 --out $@
 
 zoo/fingerprints/%.safetensors: zoo/target/config.json
-	$(PY) -m verifier_client generate --method $* --target zoo/target --n 100 --seed 0 --out $@
+	$(PY) -m verifier_client generate --method $* --target zoo/target --n 100 --seed $(SEED_$*) \
+	  --out $@
 
 zoo/calibration.json: $(METHODS:%=zoo/fingerprints/%.safetensors)
 	$(PY) -m verifier_client calibrate --fingerprints zoo/fingerprints \
