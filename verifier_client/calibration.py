@@ -15,7 +15,10 @@ Open Inference Protocol. From these rates the calibration file records, per meth
   matching rate (``1 / n``), and the file says so;
 - ``threshold`` and ``threshold_method``: the one the verifier decides with (``rule``; by default
   the larger of the two, so a "stolen" verdict must beat both);
-- the fit itself, from which :func:`p_value` gives P(independent rate >= observed) for any rate.
+- the fit itself, from which :func:`p_value` gives P(independent rate >= observed) for any rate;
+- ``null``: the logit-normal null the verdicts decide with (``verifier_client.verdict``: a
+  Student-t predictive p-value, Shapiro-Wilk's check of the normal model) and ``rank_p_floor``,
+  the smallest rank p-value ``1 / (n + 1)`` the n models allow.
 
 The statistics are pure functions on lists of floats (:func:`fit_null`, :func:`thresholds_for`,
 :func:`p_value`, :func:`empirical_p_value`) so they can be checked on hand-made numbers;
@@ -207,10 +210,16 @@ def calibration_entry(method: str, rates: Sequence[float], names: Sequence[str],
         raise ValueError("one name per rate")
     fit = fit_null(rates, n_fingerprints)
     thresholds, threshold, how = thresholds_for(rates, fit, alpha, rule)
-    return {"method": method, "independent_names": list(names),
-            "independent_rates": [float(r) for r in rates], **summarize_rates(rates),
-            "fit": fit.to_dict(), "thresholds": thresholds, "threshold": threshold,
-            "threshold_method": how, "rule": rule, "alpha": alpha}
+    entry = {"method": method, "independent_names": list(names),
+             "independent_rates": [float(r) for r in rates], **summarize_rates(rates),
+             "fit": fit.to_dict(), "thresholds": thresholds, "threshold": threshold,
+             "threshold_method": how, "rule": rule, "alpha": alpha,
+             "rank_p_floor": 1.0 / (len(rates) + 1)}
+    if len(rates) >= 3:
+        from verifier_client.verdict import LogitNormalNull
+
+        entry["null"] = LogitNormalNull.fit(rates, n_fingerprints or 100).to_dict()
+    return entry
 
 
 # --------------------------------------------------------------------------------------------

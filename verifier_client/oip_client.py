@@ -472,12 +472,15 @@ class OIPClient:
         retry: :class:`RetryPolicy` for connection errors, timeouts, 429 and 5xx.
         protocol: ``"auto"`` (binary, falling back to JSON once if refused), ``"binary"`` or
             ``"json"``.
+        unreachable_after_s: circuit breaker: once no HTTP answer at all has come for this many
+            seconds, a connection error raises :class:`ServerUnreachableError` (not retried)
+            instead of retrying a dead server. Default 30.
         transport: an ``httpx`` transport (tests: ``httpx.MockTransport``).
     """
 
     def __init__(self, url: str, *, batch_size: int = 100, concurrency: int = 8,
                  timeout_s: float = 30.0, retry: RetryPolicy | None = None,
-                 protocol: Protocol = "auto",
+                 protocol: Protocol = "auto", unreachable_after_s: float = 30.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         url = url.rstrip("/")
         if not url.startswith(("http://", "https://")):
@@ -493,6 +496,9 @@ class OIPClient:
         self.protocol: Protocol = protocol
         self.requests_sent = 0
         self.retries = 0
+        self.answered = 0  # HTTP answers of any status
+        self.unreachable_after_s = unreachable_after_s
+        self._last_answer = time.monotonic()
         self._rng = random.Random()
         self._semaphore = asyncio.Semaphore(concurrency)
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -521,7 +527,14 @@ class OIPClient:
                 response = await self._http.request(method, path, **kwargs)
             except httpx.TransportError as error:
                 last = f"{type(error).__name__}: {error}".rstrip(": ")
+                silent = time.monotonic() - self._last_answer
+                if silent > self.unreachable_after_s:
+                    raise ServerUnreachableError(
+                        f"no answer from {self.url} for {silent:.0f} s (circuit breaker at "
+                        f"{self.unreachable_after_s:g} s; last error {last})") from None
             else:
+                self.answered += 1
+                self._last_answer = time.monotonic()
                 status = response.status_code
                 if status != 429 and (status < 500 or status == 501):
                     return response
@@ -539,7 +552,7 @@ class OIPClient:
         """``GET /v2/health/ready``; :class:`ServerUnreachableError` unless it answers 200."""
         try:
             response = await self._request("GET", "/v2/health/ready")
-        except QueryFailedError as error:
+        except (QueryFailedError, ServerUnreachableError) as error:
             raise ServerUnreachableError(f"cannot reach an inference server at {self.url} "
                                          f"({str(error).split(': ', 1)[-1]})") from None
         if response.status_code != 200:
@@ -625,7 +638,8 @@ class OIPClient:
         return np.concatenate(parts)
 
     async def repeat(self, prepared: Sequence[PreparedQuery], repeats: int,
-                     on_done: Callable[[], None] | None = None) -> list[Repeats]:
+                     on_done: Callable[[], None] | None = None,
+                     into: list[Repeats] | None = None) -> list[Repeats]:
         """Send every prepared query ``repeats`` times; per query the answers and failures.
 
         Repeats are created round-robin (repeat ``r`` of every query before repeat ``r + 1``),
@@ -633,9 +647,11 @@ class OIPClient:
         flight. A repeat that still fails after the retries (:class:`QueryFailedError`) is left
         out and its reason kept: never scored as a mismatch. Any other error (unknown model,
         non-label answers, ...) cancels the rest and propagates. ``on_done`` is called after
-        every finished repeat, answered or failed.
+        every finished repeat, answered or failed. With ``into`` (one ``Repeats`` per query) the
+        results are collected there as they come, so a caller keeps them when an error ends
+        the run part-way.
         """
-        results = [Repeats() for _ in prepared]
+        results = into if into is not None else [Repeats() for _ in prepared]
 
         async def one(index: int) -> None:
             try:

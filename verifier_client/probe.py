@@ -140,7 +140,7 @@ async def _probe(client: OIPClient, model: str, images: np.ndarray | None, trial
 def probe(url: str, model: str, images: np.ndarray | None = None, *, trials: int = 50,
           count: int = 16, seed: int = 0, batch_size: int = 100, concurrency: int = 8,
           timeout_s: float = 30.0, retry: RetryPolicy | None = None,
-          protocol: str = "auto") -> dict[str, Any]:
+          protocol: str = "auto", unreachable_after_s: float = 30.0) -> dict[str, Any]:
     """Send the same inputs ``trials`` times to ``model`` at ``url``; the flip statistics.
 
     ``images`` float [K, C, H, W] in [0, 1]; ``None`` draws ``count`` seeded random images of the
@@ -151,8 +151,8 @@ def probe(url: str, model: str, images: np.ndarray | None = None, *, trials: int
 
     async def run() -> tuple[np.ndarray, int, list[str], str]:
         async with OIPClient(url, batch_size=batch_size, concurrency=concurrency,
-                             timeout_s=timeout_s, retry=retry,
-                             protocol=protocol) as client:  # type: ignore[arg-type]
+                             timeout_s=timeout_s, retry=retry, protocol=protocol,  # type: ignore[arg-type]
+                             unreachable_after_s=unreachable_after_s) as client:
             return await _probe(client, model, images, trials, count, seed)
 
     labels, failed, failures, source = asyncio.run(run())

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,7 +30,7 @@ def _population_plan() -> list:
 
     csrp = {"name": "csrp", "sigma": 1.16, "p": 3}
     return [trained("target", "target", 0),
-            *(trained(f"indep-{i:02d}", "calibration-negative", 10 + i) for i in range(1, 5)),
+            *(trained(f"indep-{i:02d}", "calibration-negative", 10 + i) for i in range(1, 7)),
             *(trained(f"heldout-{i:02d}", "heldout-negative", 20 + i) for i in range(1, 4)),
             PlanEntry("copy", "positive", "copy", "unmodified", parent="target"),
             PlanEntry("prune-0.3", "positive", "prune", "pruning", parent="target",
@@ -42,7 +43,7 @@ def _population_plan() -> list:
 
 @pytest.fixture(scope="session")
 def tiny_population(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small population zoo (tinycnn on 4% of Fashion-MNIST): a target, 4 calibration and 3
+    """A small population zoo (tinycnn on 4% of Fashion-MNIST): a target, 6 calibration and 3
     held-out negatives, 4 positives in 4 categories, population.json, and two real fingerprint
     sets (VCE and IPGuard, 30 samples each, distinct seeds)."""
     from models.datasets import load_dataset

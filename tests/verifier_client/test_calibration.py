@@ -147,26 +147,31 @@ def test_fit_round_trips_through_json() -> None:
 
 
 def test_entry_and_verdict_from_hand_made_rates() -> None:
-    entry = calibration_entry("ipguard", [0.03, 0.08, 0.14], ["i1", "i2", "i3"],
+    rates = [0.03, 0.08, 0.14, 0.05, 0.10]
+    entry = calibration_entry("ipguard", rates, ["i1", "i2", "i3", "i4", "i5"],
                               n_fingerprints=100, alpha=0.01)
     assert entry["min"] == 0.03 and entry["max"] == 0.14
     assert entry["fit"]["family"] == "beta" and entry["alpha"] == 0.01
     assert entry["threshold"] >= 0.14
+    assert entry["null"]["n"] == 5 and entry["rank_p_floor"] == pytest.approx(1 / 6)
     entry.update(set_sha256="abc", n=100)
 
     class FakeSet:
-        method, n, path, sha256 = "ipguard", 100, Path("ipguard.safetensors"), "abc"
+        method, n, path, sha256, name = ("ipguard", 100, Path("ipguard.safetensors"), "abc",
+                                         "ipguard.safetensors")
 
     stolen = summarize_method(FakeSet(), entry, [0.97, 1.0, 0.99], [])  # type: ignore[arg-type]
     assert stolen["verdict"] == "stolen" and stolen["repeats"] == 3
-    assert stolen["mr_mean"] == pytest.approx(0.9866667) and stolen["p_value"] < 1e-6
-    assert stolen["p_value_empirical"] == pytest.approx(0.25)
+    assert stolen["mr_mean"] == pytest.approx(0.9866667) and stolen["p_value"] < 1e-3
+    assert stolen["p_value_empirical"] == pytest.approx(1 / 6)  # the rank p-value's floor
     below = summarize_method(FakeSet(), entry, [0.05, 0.09], ["HTTP 503"])  # type: ignore[arg-type]
     assert below["verdict"] == "not_proven" and below["repeats_failed"] == 1
     assert below["p_value"] > 0.05
-    # the paper's rule from the same calibration: 0.14 < 0.2, so "stolen" under "max"
+    # the paper's rule from the same calibration: 0.14 < 0.2, so "stolen" under "max" (the
+    # legacy threshold verdict); the calibrated decision does not accuse on so little
     mid = summarize_method(FakeSet(), entry, [0.2], [], rule="max")  # type: ignore[arg-type]
-    assert mid["threshold"] == 0.14 and mid["verdict"] == "stolen"
+    assert mid["threshold"] == 0.14 and mid["threshold_verdict"] == "stolen"
+    assert mid["verdict"] != "stolen"
 
 
 # ---------------------------------------------------------------------------- files

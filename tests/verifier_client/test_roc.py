@@ -64,7 +64,7 @@ def test_roc_command_on_a_tiny_population(tiny_population: Path, tmp_path: Path,
     assert code == 0, capsys.readouterr().err
     report = json.loads((out / "roc.json").read_text())
     manifest = json.loads((tiny_population / "population.json").read_text())
-    assert report["roles"]["calibration-negative"] == [f"indep-{i:02d}" for i in range(1, 5)]
+    assert report["roles"]["calibration-negative"] == [f"indep-{i:02d}" for i in range(1, 7)]
     assert report["roles"]["heldout-negative"] == ["heldout-01", "heldout-02", "heldout-03"]
     assert set(report["roles"]["positive"]) == {"unmodified", "pruning", "csrp-data-free",
                                                 "csrp-fine-tuned"}
@@ -77,7 +77,7 @@ def test_roc_command_on_a_tiny_population(tiny_population: Path, tmp_path: Path,
             assert 0.0 <= group["auc_ci95"][0] <= group["auc"] <= group["auc_ci95"][1] <= 1.0
         assert set(data["budgets"]["fingerprints"]["all"]) == {"5", "30"}
         assert [t["fpr"] for t in data["thresholds"]] == [0.01, 0.05]
-        assert data["thresholds"][0]["guaranteed_fpr"] == 0.2  # 4 models: floor 1/5
+        assert data["thresholds"][0]["guaranteed_fpr"] == round(1 / 7, 4)  # 6 models: 1/7
     outcomes = load_outcomes(out / "outcomes.npz")
     assert outcomes["csrp"]["vce"].shape == (3, 30)
     assert "ROC-AUC against the held-out negatives" in (out / "roc.md").read_text()

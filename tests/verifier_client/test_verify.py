@@ -7,11 +7,13 @@ they are quick to make; the pipeline does not care how a set was generated.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,6 +21,7 @@ from models.errors import UserError
 from verifier_client.calibration import (
     IndependentSource,
     calibrate,
+    calibration_entry,
     load_calibration,
     write_calibration,
 )
@@ -26,7 +29,7 @@ from verifier_client.cli import main
 from verifier_client.fingerprint_set import load_sets
 from verifier_client.local_server import LocalServer, free_port
 from verifier_client.oip_client import RetryPolicy
-from verifier_client.verification import verify
+from verifier_client.verification import VerifyOptions, verify
 
 from .test_calibration import make_set
 
@@ -45,18 +48,23 @@ def served_repo(tiny_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 @pytest.fixture(scope="module")
-def owner(tiny_repo: Path, fmnist_test: Any, tmp_path_factory: pytest.TempPathFactory
-          ) -> dict[str, Path]:
-    """Two 50-sample sets labelled by the target, calibrated on indep-1 and indep-2."""
+def owner(tiny_repo: Path, fmnist_train: Any, fmnist_test: Any,
+          tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two 50-sample sets labelled by the target, calibrated on six independents: indep-1 and
+    indep-2 of the tiny repository and four more trained here."""
     from models.runtime import load_predictor
+    from tests.conftest import train_tiny_entry
 
     folder = tmp_path_factory.mktemp("owner")
+    extra = [train_tiny_entry(folder / "repo" / f"indep-{seed}", fmnist_train, fmnist_test,
+                              seed=seed) for seed in range(3, 7)]
     images = fmnist_test.floats(slice(200, 300))
     labels = load_predictor(tiny_repo / "target").predict(images)
     make_set(folder / "sets" / "ipguard.safetensors", images[:50], labels[:50], "ipguard")
     make_set(folder / "sets" / "cae.safetensors", images[50:], labels[50:], "cae")
     sets = load_sets([folder / "sets"])
     sources = [IndependentSource(n, path=tiny_repo / n) for n in ("indep-1", "indep-2")]
+    sources += [IndependentSource(path.name, path=path) for path in extra]
     write_calibration(folder / "calibration.json", calibrate(sets, sources))
     return {"sets": folder / "sets", "calibration": folder / "calibration.json",
             "folder": folder}
@@ -173,8 +181,9 @@ def test_server_killed_and_restarted_mid_run(served_repo: Path,
 
     repeats = 30
     try:
-        report = run_verify(first.url, "plain-copy", owner, repeats=repeats, batch_size=25,
-                            concurrency=2, on_repeat=on_repeat,
+        report = run_verify(first.url, "plain-copy", owner, batch_size=25, concurrency=2,
+                            on_repeat=on_repeat,
+                            options=VerifyOptions(repeats=repeats, min_success=0.05),
                             retry=RetryPolicy(attempts=4, backoff_s=0.05, max_backoff_s=0.2))
         for thread in restart:
             thread.join(timeout=180)
@@ -206,3 +215,125 @@ def test_remote_calibration_matches_in_process(server: LocalServer, owner: dict[
         # paths are stored relative to the calibration file
         assert (out.parent / entry["set_file"]).resolve() == (
             owner["sets"] / f"{method}.safetensors").resolve()
+
+
+def test_overall_verdict_line_and_its_guarantee(server: LocalServer, owner: dict[str, Path],
+                                                capsys: pytest.CaptureFixture) -> None:
+    report = run_verify(server.url, "plain-copy", owner, repeats=2)
+    overall = report["overall"]
+    assert overall["verdict"] == "stolen" and overall["alpha"] == 0.01
+    assert overall["stolen_by"] == ["cae", "ipguard"]
+    assert "at most 0.01 across all 2 method(s) (Holm)" in overall["guarantee"]
+    for row in report["methods"]:
+        assert row["interval"] == [1.0, 1.0]  # a deterministic copy: no uncertainty on this set
+        assert row["interval_over_fingerprints"][0] < 1.0 or row["mr_mean"] == 1.0
+        assert row["p_value_rank"] == pytest.approx(1 / 7)  # six calibration models
+        assert row["holm_level"] in (0.005, 0.01)
+    code = main(["verify", "--url", server.url, "--model", "indep-2", "--fingerprints",
+                 str(owner["sets"]), "--calibration", str(owner["calibration"]), "--repeats",
+                 "2", "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "overall: not_proven at family-wise alpha 0.01" in printed
+
+
+def _csrp_at_the_boundary(owner: dict[str, Path], served_repo: Path, tmp_path: Path) -> Path:
+    """A calibration whose decision boundary sits exactly on the CSRP copy's mean rate, so
+    that the copy stays inconclusive and a budget is spent round after round."""
+    from models.runtime import load_predictor
+    from models.transforms import build_transform
+    from verifier_client.matching import matching_rates
+    from verifier_client.verdict import logit
+
+    calibration = load_calibration(owner["calibration"])
+    predictor = load_predictor(served_repo / "plain-copy")
+    transform = build_transform({"name": "csrp", "sigma": 1.16, "p": 3})
+    for fset in load_sets([owner["sets"]]):
+        mean = matching_rates(predictor, fset, transform, 200, 0).mean
+        pattern = np.array([-1.5, -0.8, -0.3, 0.3, 0.8, 1.5])
+        pattern /= pattern.std(ddof=1)
+        n, sd = len(pattern), 0.3
+        from scipy import stats
+
+        centre = logit(mean, fset.n) - stats.t.isf(0.01 / 2, df=n - 1) * sd * math.sqrt(1 + 1 / n)
+        rates = 1 / (1 + np.exp(-(centre + sd * pattern)))
+        entry = calibration_entry(fset.method, rates.tolist(), [f"m{i}" for i in range(n)],
+                                  n_fingerprints=fset.n)
+        calibration["methods"][fset.method].update(entry)
+    path = tmp_path / "boundary.json"
+    path.write_text(json.dumps(calibration))
+    return path
+
+
+def test_budget_keeps_querying_while_a_method_is_inconclusive(
+        owner: dict[str, Path], served_repo: Path, tmp_path: Path) -> None:
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(served_repo / "plain-copy", repo / "csrp-copy")
+    config = json.loads((repo / "csrp-copy" / "config.json").read_text())
+    config.update(name="csrp-copy", preprocessing={"name": "csrp", "sigma": 1.16, "p": 3})
+    (repo / "csrp-copy" / "config.json").write_text(json.dumps(config))
+    calibration = load_calibration(_csrp_at_the_boundary(owner, served_repo, tmp_path))
+    sets = load_sets([owner["sets"]])
+    with LocalServer(repo, "--seed", "3") as server:
+        budget = 2 * 50 * 2 * 4  # four rounds of 2 repeats of both 50-sample sets
+        report = verify(server.url, "csrp-copy", sets, calibration,
+                        options=VerifyOptions(repeats=2, budget=budget))
+        deterministic = verify(server.url, "csrp-copy", sets, load_calibration(
+            owner["calibration"]), options=VerifyOptions(repeats=2, budget=budget))
+    assert report["rounds"] >= 2 and report["queries_used"] <= budget
+    assert any(row["verdict"] == "inconclusive" or row["repeats"] > 2
+               for row in report["methods"])
+    assert sum(row["repeats"] * row["n"] for row in report["methods"]) == report["queries_used"]
+    assert deterministic["rounds"] == 1  # decided at once: no query spent beyond the first round
+
+
+def test_budget_too_small_for_one_round_is_refused(server: LocalServer, owner: dict[str, Path],
+                                                   capsys: pytest.CaptureFixture) -> None:
+    err = cli_error(["verify", "--url", server.url, "--model", "plain-copy", "--fingerprints",
+                     str(owner["sets"]), "--calibration", str(owner["calibration"]),
+                     "--repeats", "3", "--budget", "299"], capsys)
+    assert "cannot pay for one round (3 repeat(s) of every set = 300 queries)" in err
+
+
+def test_too_few_calibration_models_for_the_rank_rule_is_refused(
+        server: LocalServer, owner: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    err = cli_error(["verify", "--url", server.url, "--model", "plain-copy", "--fingerprints",
+                     str(owner["sets"]), "--calibration", str(owner["calibration"]),
+                     "--decide-by", "rank"], capsys)
+    assert "the calibration has 6 models; deciding by rank at alpha 0.01 over 2 method(s) " \
+           "needs at least 199" in err
+
+
+def test_a_server_that_dies_gives_no_verdict_not_a_silent_one(
+        served_repo: Path, owner: dict[str, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture) -> None:
+    """Killed mid-run and never restarted: the circuit breaker stops the run quickly and the
+    verdict is refused (exit 3), with the accounting in the JSON."""
+    port = free_port()
+    server = LocalServer(served_repo, "--models", "plain-copy", "--seed", "0", port=port).start()
+    answered = {"n": 0}
+
+    def on_repeat() -> None:
+        answered["n"] += 1
+        if answered["n"] == 3:
+            server.kill()
+
+    try:
+        report = run_verify(server.url, "plain-copy", owner, batch_size=25, concurrency=2,
+                            options=VerifyOptions(repeats=40), unreachable_after_s=1.0,
+                            on_repeat=on_repeat,
+                            retry=RetryPolicy(attempts=1000, backoff_s=0.05, max_backoff_s=0.1))
+    finally:
+        server.stop()
+    assert report["overall"]["verdict"] == "no_verdict"
+    assert "stopped answering" in report["overall"]["reason"]
+    assert all(row["verdict"] == "no_verdict" for row in report["methods"])
+    assert sum(row["repeats"] for row in report["methods"]) >= 1
+    out = tmp_path / "dead.json"
+    code = main(["verify", "--url", server.url, "--model", "plain-copy", "--fingerprints",
+                 str(owner["sets"]), "--calibration", str(owner["calibration"]), "--json",
+                 str(out), "--no-progress", "--unreachable-after", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot reach an inference server" in err  # nothing ever answered
+    assert not out.exists()

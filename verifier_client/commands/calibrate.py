@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.cli_support import checked_number, existing_entry, positive_int
+from models.cli_support import existing_entry, positive_int
 from models.errors import UserError
 from verifier_client.calibration import (
     DEFAULT_ALPHA,
@@ -16,7 +16,7 @@ from verifier_client.calibration import (
     calibrate,
     write_calibration,
 )
-from verifier_client.commands.verify import add_client_arguments, client_kwargs
+from verifier_client.commands.verify import add_client_arguments, alpha_value, client_kwargs
 from verifier_client.fingerprint_set import load_sets
 
 EXAMPLES = """examples:
@@ -24,10 +24,6 @@ EXAMPLES = """examples:
       --independent zoo/indep-* --out zoo/calibration.json
   python -m verifier_client calibrate --fingerprints sets/ --url http://127.0.0.1:8000 \\
       --model indep-01 indep-02 indep-03 --repeats 10 --alpha 0.05 --out calibration.json"""
-
-
-def alpha_value(value: str) -> float:
-    return checked_number(value, float, lambda v: 0.0 < v < 1.0, "in (0, 1)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,17 +1,36 @@
 """``python -m verifier_client verify``: query a suspect label-only model with fingerprint sets
-and decide, per method, "stolen" or "not_proven" against a calibration file."""
+and decide, per method, "stolen", "not_proven" or "inconclusive" against a calibration file,
+and overall at a family-wise false-accusation rate of at most alpha."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from models.cli_support import non_negative_int, positive_float, positive_int
+from models.cli_support import (
+    checked_number,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from models.errors import UserError
 from verifier_client.calibration import RULES, load_calibration
 from verifier_client.fingerprint_set import load_sets
 from verifier_client.oip_client import RetryPolicy
-from verifier_client.verification import print_report, verify, write_report
+from verifier_client.verdict import DECIDERS, DEFAULT_ALPHA
+from verifier_client.verification import (
+    DEFAULT_MIN_SUCCESS,
+    NO_VERDICT,
+    VerifyOptions,
+    print_report,
+    verify,
+    write_report,
+)
+
+
+def alpha_value(value: str) -> float:
+    return checked_number(value, float, lambda v: 0.0 < v < 1.0, "in (0, 1)")
 
 EXAMPLES = """examples:
   python -m verifier_client verify --url http://127.0.0.1:8000 --model pirate-csrp \\
@@ -21,7 +40,12 @@ EXAMPLES = """examples:
       --fingerprints ipguard.safetensors cae.safetensors --calibration calibration.json \\
       --repeats 20 --concurrency 4 --retries 2
 
-Exit status 0 when it ran (whatever the verdict); 2 with one line when it could not."""
+  python -m verifier_client verify --url http://127.0.0.1:8000 --model csrp \
+      --fingerprints zoo/fingerprints --calibration zoo/calibration.json --repeats 10 \
+      --budget 60000          # more rounds of 10 repeats while a method is inconclusive
+
+Exit status 0 when it ran (whatever the verdict); 3 when too few queries were answered to give
+a verdict (the JSON says why); 2 with one line when it could not run."""
 
 
 def add_client_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,13 +66,17 @@ def add_client_arguments(p: argparse.ArgumentParser) -> None:
     group.add_argument("--protocol", choices=("auto", "binary", "json"), default="auto",
                        help="request encoding: binary tensors, JSON, or binary falling back to "
                             "JSON (default auto)")
+    group.add_argument("--unreachable-after", type=positive_float, default=30.0, metavar="S",
+                       help="give up once the server has not answered at all for S seconds "
+                            "(circuit breaker; default 30)")
 
 
 def client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    if args.backoff < 0:
-        raise UserError(f"--backoff must be >= 0; got {args.backoff}")
+    if not args.backoff >= 0 or args.backoff == float("inf"):  # also refuses nan
+        raise UserError(f"--backoff must be a finite number >= 0; got {args.backoff}")
     return {"batch_size": args.batch_size, "concurrency": args.concurrency,
             "timeout_s": args.timeout, "protocol": args.protocol,
+            "unreachable_after_s": args.unreachable_after,
             "retry": RetryPolicy(attempts=args.retries + 1, backoff_s=args.backoff)}
 
 
@@ -62,9 +90,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fingerprint set files, or folders of *.safetensors sets")
     p.add_argument("--calibration", required=True, help="calibration.json made for these sets")
     p.add_argument("--repeats", type=positive_int, default=100,
-                   help="queries of each whole set (default 100, as the paper)")
+                   help="queries of each whole set per round (default 100, as the paper)")
+    p.add_argument("--budget", type=positive_int, default=None, metavar="Q",
+                   help="sequential: further rounds of --repeats for inconclusive methods until "
+                        "all are decided or Q queries (fingerprint images) are spent")
+    p.add_argument("--alpha", type=alpha_value, default=DEFAULT_ALPHA,
+                   help=f"family-wise false-accusation rate of the overall verdict (default "
+                        f"{DEFAULT_ALPHA})")
+    p.add_argument("--decide-by", choices=DECIDERS, default="parametric",
+                   help="which p-value decides: parametric (logit-normal null, default) or "
+                        "rank (assumption-free; needs many calibration models)")
+    p.add_argument("--min-success", type=fraction, default=DEFAULT_MIN_SUCCESS,
+                   help="share of planned repeats that must be answered for a verdict "
+                        f"(default {DEFAULT_MIN_SUCCESS})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap interval")
     p.add_argument("--rule", choices=RULES, default=None,
-                   help="override the calibration's threshold rule")
+                   help="threshold rule of the legacy threshold verdict column")
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE",
                    help="write the report (docs/design.md 3.6) here, atomically")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -76,9 +117,12 @@ def run(args: argparse.Namespace) -> int:
     options = client_kwargs(args)
     sets = load_sets(args.fingerprints)
     calibration = load_calibration(args.calibration)
-    report = verify(args.url, args.model, sets, calibration, repeats=args.repeats,
-                    rule=args.rule, show_progress=not args.no_progress, **options)
+    decision = VerifyOptions(alpha=args.alpha, decide_by=args.decide_by,
+                             min_success=args.min_success, seed=args.seed, repeats=args.repeats,
+                             budget=args.budget, rule=args.rule)
+    report = verify(args.url, args.model, sets, calibration, options=decision,
+                    show_progress=not args.no_progress, **options)
     print_report(report)
     if args.json_out:
         write_report(args.json_out, report)
-    return 0
+    return 3 if report["overall"]["verdict"] == NO_VERDICT else 0
