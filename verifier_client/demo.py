@@ -1,8 +1,13 @@
-"""The main demo: serve the shipped zoo, verify every pirate entry remotely, print verdicts.
+"""The main demo: serve the shipped zoo, verify pirates and innocent models, print verdicts.
 
 Starts ``python -m server`` on 127.0.0.1 over the repository, verifies each served model with
 the repository's fingerprint sets against its calibration (the same code path as
 ``python -m verifier_client verify``), prints one verdict table, and stops the server.
+
+It prints the same table on every run: the server's random stream is seeded (``--seed``), the
+verifier sends one request at a time and the server executes each as its own batch (so the
+draws meet the images in the same order every time), and the bootstrap is seeded. The innocent
+models shown are *held-out* negatives, never seen by the calibration.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from models.repository import list_entries, load_config
 from verifier_client.calibration import load_calibration
 from verifier_client.fingerprint_set import load_sets
 from verifier_client.local_server import LocalServer
-from verifier_client.verification import verify
+from verifier_client.verification import NO_VERDICT, VerifyOptions, verify
 
 #: Served in this order when present: the untouched copy, the paper's baseline pirates, the
-#: CSRP pirates, the RDG ablation, and one independent model for contrast.
+#: CSRP pirates, the RDG ablation, a distilled student, and held-out innocent models.
 DEMO_MODELS = ("copy", "int8", "prune-0.1", "prune-0.5", "ftal", "csrp", "csrp-ft", "rdg-ft",
-               "indep-01")
+               "kd-resnet20-1", "heldout-resnet20-01", "heldout-vgg16-01",
+               "heldout-mobilenet-01")
+DEMO_SEED = 0
 
 
 def demo_models(repository: Path, wanted: list[str] | None) -> list[str]:
@@ -40,23 +47,27 @@ def demo_models(repository: Path, wanted: list[str] | None) -> list[str]:
 
 
 def run_demo(repository: Path, fingerprints: Path, calibration: Path, repeats: int,
-             models: list[str] | None = None, json_out: Path | None = None) -> dict[str, Any]:
+             models: list[str] | None = None, json_out: Path | None = None,
+             seed: int = DEMO_SEED) -> dict[str, Any]:
     """Serve, verify every chosen model, print the verdict table; returns the summary."""
     names = demo_models(repository, models)
     entries = {name: load_config(repository / name) for name in names}
     sets = load_sets([fingerprints])
     document = load_calibration(calibration)
+    options = VerifyOptions(repeats=repeats, seed=seed)
     started = time.perf_counter()
     reports = []
-    with LocalServer(repository, "--models", ",".join(names), threads=2, quiet=True) as server:
+    with LocalServer(repository, "--models", ",".join(names), "--seed", str(seed),
+                     "--max-queue-delay-ms", "0", threads=2, quiet=True) as server:
         print(f"serving {', '.join(names)} at {server.url} "
               f"(ready after {time.perf_counter() - started:.1f} s)", flush=True)
         for name in names:
-            report = verify(server.url, name, sets, document, repeats=repeats,
+            report = verify(server.url, name, sets, document, concurrency=1, options=options,
                             show_progress=True)
             report["preprocessing"] = entries[name].preprocessing
+            report["role"] = _role(repository, name)
             reports.append(report)
-    summary = {"repository": str(repository), "repeats": repeats,
+    summary = {"repository": str(repository), "repeats": repeats, "seed": seed,
                "seconds": round(time.perf_counter() - started, 1), "reports": reports}
     print_verdicts(summary)
     if json_out is not None:
@@ -72,36 +83,53 @@ def _preprocessing(spec: dict[str, Any] | None) -> str:
     return f"{spec['name']} {spec.get('distort_limit', '')}".strip()
 
 
+def _role(repository: Path, name: str) -> str | None:
+    from models.zoo import MANIFEST_FILE, load_manifest
+
+    if not (repository / MANIFEST_FILE).is_file():
+        return None
+    manifest = load_manifest(repository)
+    return next((e["role"] for e in manifest.entries if e["name"] == name), None)
+
+
+_MARKS = {"stolen": ("bold red", "S"), "inconclusive": ("yellow", "?"),
+          "not_proven": ("green", "-"), NO_VERDICT: ("bold yellow", "x")}
+
+
 def print_verdicts(summary: dict[str, Any]) -> None:
-    """One row per served model, one column per method: mean matching rate, S when stolen."""
+    """One row per served model, one column per method: mean matching rate with S (stolen),
+    ? (inconclusive) or - (not proven); then the overall verdict."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
     reports = summary["reports"]
     methods = [row["method"] for row in reports[0]["methods"]]
-    table = Table(title=f"Mean matching rate over {summary['repeats']} repeats "
-                        "(S = stolen: above the calibrated threshold)", box=box.SIMPLE_HEAD)
-    table.add_column("served model")
-    table.add_column("preproc.")
+    table = Table(title=f"Mean matching rate over {summary['repeats']} repeats (S stolen, "
+                        "? inconclusive, - not proven)", box=box.SIMPLE_HEAD)
+    for column in ("served model", "role", "preproc."):
+        table.add_column(column)
     for method in methods:
         table.add_column(method, justify="right")
-    table.add_column("verdict")
+    table.add_column("overall verdict")
     for report in reports:
-        cells, stolen = [], 0
+        cells = []
         for row in report["methods"]:
-            if row["verdict"] == "stolen":
-                stolen += 1
-                cells.append(f"[bold red]{row['mr_mean']:.2f} S[/bold red]")
-            else:
-                cells.append(f"[green]{row['mr_mean']:.2f} -[/green]")
-        verdict = (f"[bold red]stolen ({stolen}/{len(cells)})[/bold red]" if stolen
-                   else "[green]not proven[/green]")
-        table.add_row(report["model"], _preprocessing(report.get("preprocessing")), *cells,
-                      verdict)
-    thresholds = ", ".join(f"{row['method']} {row['threshold']:.2f}"
-                           for row in reports[0]["methods"])
-    console = Console(width=max(100, Console().width))
+            style, mark = _MARKS[row["verdict"]]
+            rate = "-" if row["mr_mean"] is None else f"{row['mr_mean']:.2f}"
+            cells.append(f"[{style}]{rate} {mark}[/{style}]")
+        overall = report["overall"]
+        style, _ = _MARKS[overall["verdict"]]
+        by = f" ({len(overall.get('stolen_by', []))}/{len(cells)})" \
+            if overall["verdict"] == "stolen" else ""
+        table.add_row(report["model"], report.get("role") or "-",
+                      _preprocessing(report.get("preprocessing")), *cells,
+                      f"[{style}]{overall['verdict']}{by}[/{style}]")
+    console = Console(width=max(120, Console().width))
     console.print(table)
-    console.print(f"thresholds: {thresholds}")
+    decided = [r for r in reports if r["overall"]["verdict"] != NO_VERDICT]
+    if decided:
+        overall = decided[0]["overall"]
+        console.print(f"family-wise alpha {overall['alpha']:g}: {overall['guarantee']}",
+                      soft_wrap=True)
     console.print(f"demo took {summary['seconds']:.0f} s")

@@ -109,3 +109,27 @@ def test_a_manifest_naming_a_missing_entry_is_one_line(tiny_population: Path, tm
     code = main(["roc", "--zoo", str(zoo), "--quiet", "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "entry 'heldout-02' is missing" in err and "\n" not in err
+
+
+def test_validate_on_the_tiny_population(tiny_population: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    roc_out = tmp_path / "roc"
+    assert main(["roc", "--zoo", str(tiny_population), "--repeats", "3", "--quiet",
+                 "--fingerprint-budgets", "30", "--repeat-budgets", "3", "--subsamples", "1",
+                 "--out", str(roc_out)]) == 0
+    out = tmp_path / "validation"
+    code = main(["validate", "--zoo", str(tiny_population), "--outcomes",
+                 str(roc_out / "outcomes.npz"), "--alpha", "0.05", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "validation.json").read_text())
+    assert report["heldout"]["models"] == 3 and report["leave_one_out"]["models"] == 6
+    assert set(report["loo_models"]) == {f"indep-{i:02d}" for i in range(1, 7)}
+    assert report["models"]["copy"]["verdict"] == "stolen"  # the untouched copy is caught
+    assert report["positives"]["unmodified"]["tpr"] == 1.0
+    for decision in [*report["models"].values(), *report["loo_models"].values()]:
+        assert decision["verdict"] in ("stolen", "not_proven", "inconclusive")
+    assert "held-out negatives" in (out / "validation.md").read_text()
+    measured = main(["validate", "--zoo", str(tiny_population), "--repeats", "3", "--alpha",
+                     "0.05", "--out", str(tmp_path / "measured")])
+    again = json.loads((tmp_path / "measured" / "validation.json").read_text())
+    assert measured == 0 and again["models"] == report["models"]  # the same seeded outcomes

@@ -12,8 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo", help="serve the zoo's pirate models and verify them (the README's first command)",
         description="Start the label-only server on 127.0.0.1 over the repository, verify the "
-                    "plain copy, the baseline pirates, the CSRP pirates and one independent "
-                    "model with every fingerprint set, print the verdict table, stop the server.")
+                    "plain copy, the baseline pirates, the CSRP pirates, a distilled student "
+                    "and held-out innocent models with every fingerprint set, print the "
+                    "verdict table (the same on every run: seeded), stop the server.")
     p.add_argument("--repository", type=Path, default=Path("zoo"))
     p.add_argument("--fingerprints", type=Path, default=None,
                    help="folder of fingerprint sets (default REPOSITORY/fingerprints)")
@@ -23,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="queries of each set per model (paper: 100; default 20 keeps the demo "
                         "within a few minutes on 2 cores)")
     p.add_argument("--models", default=None, help="comma-separated served models to verify")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the server's random stream and of the bootstrap (default 0)")
     p.add_argument("--json", type=Path, default=None, help="write all reports here")
     p.set_defaults(run=run)
 
@@ -32,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
 
     run_demo(args.repository, args.fingerprints or args.repository / "fingerprints",
              args.calibration or args.repository / "calibration.json", args.repeats,
-             args.models.split(",") if args.models else None, args.json)
+             args.models.split(",") if args.models else None, args.json, args.seed)
     return 0
