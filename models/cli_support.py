@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
+import os
 import pkgutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 from models.errors import UserError
 from models.repository import CONFIG_FILE, validate_model_name
@@ -26,10 +29,18 @@ from models.repository import CONFIG_FILE, validate_model_name
 # --------------------------------------------------------------------------------------------
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """``argparse`` whose usage errors are one line, ``error: ...``, and a pointer to --help
+    (exit status 2), as every other user error of the project."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(prog: str, description: str, commands: ModuleType) -> argparse.ArgumentParser:
     """A parser with one sub-command per module in ``commands`` that defines ``register``."""
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog=prog, description=description,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for found in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{found.name}")
@@ -40,7 +51,10 @@ def build_parser(prog: str, description: str, commands: ModuleType) -> argparse.
 
 def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse and dispatch to ``args.run``; a ``UserError`` becomes one line and exit 2."""
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help (0) or a usage error (2, its line already printed)
+        return int(done.code or 0)
     try:
         return int(args.run(args) or 0)
     except UserError as error:
@@ -56,17 +70,63 @@ def print_json(obj: object) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# output paths, checked before any work
+# --------------------------------------------------------------------------------------------
+
+
+def _check_creatable(path: Path) -> None:
+    """``ArgumentTypeError`` unless a file or folder can be created at ``path``: its nearest
+    existing ancestor is a folder in which this process can create a file."""
+    if any(ord(c) < 32 for c in str(path)):
+        raise argparse.ArgumentTypeError(f"{str(path)!r}: control characters in a path")
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: {ancestor} is a file, not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=ancestor, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise argparse.ArgumentTypeError(
+            f"{path}: cannot write under {ancestor} ({error.strerror or error})") from None
+
+
+def output_file(value: str) -> Path:
+    """A file the command will write (atomically): not a folder, and creatable."""
+    path = Path(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; give a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{path}: not writable")
+    _check_creatable(path)
+    return path
+
+
+def output_dir(value: str) -> Path:
+    """A folder the command will write into: not a file, and creatable."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file, not a folder")
+    _check_creatable(path / "x")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
 # argument types
 # --------------------------------------------------------------------------------------------
 
 
 def out_entry(value: str) -> Path:
-    """``REPO/NAME`` for a new repository entry; NAME must be a valid model name."""
+    """``REPO/NAME`` for a new repository entry: NAME a valid model name, REPO writable."""
     path = Path(value)
     try:
         validate_model_name(path.name)
     except UserError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file, not a repository entry")
+    _check_creatable(path)
     return path
 
 
@@ -89,6 +149,10 @@ def checked_number(value: str, kind: type[int] | type[float], ok: Callable[[floa
     if not ok(number):
         raise argparse.ArgumentTypeError(f"must be {rule}, got {number}")
     return number
+
+
+def finite_float(value: str) -> float:
+    return checked_number(value, float, math.isfinite, "a finite number")
 
 
 def fraction(value: str) -> float:

@@ -29,14 +29,14 @@ from models.errors import UserError
 from models.provenance import code_version, utc_now
 from models.transforms import build_transform
 
-MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+MODEL_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")  # used with fullmatch
 CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE = "config.json", "model.safetensors", "model.onnx"
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+ / torch.save zip archive
 
 
 def validate_model_name(name: str) -> str:
     """Model names are ``[a-z0-9][a-z0-9._-]*`` (no slashes, no "..": nothing outside the repo)."""
-    if not MODEL_NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not MODEL_NAME_RE.fullmatch(name) or ".." in name:
         raise UserError(f"invalid model name {name!r}: use [a-z0-9][a-z0-9._-]* (max 128 chars)")
     return name
 
@@ -73,7 +73,7 @@ class ModelConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not MODEL_NAME_RE.match(value):
+        if not MODEL_NAME_RE.fullmatch(value):
             raise ValueError(f"invalid model name {value!r}")
         return value
 
@@ -217,4 +217,4 @@ def list_entries(repo: str | Path) -> list[str]:
     if not repo.is_dir():
         raise UserError(f"{repo}: model repository folder not found")
     return sorted(p.name for p in repo.iterdir()
-                  if p.is_dir() and MODEL_NAME_RE.match(p.name) and (p / CONFIG_FILE).is_file())
+                  if p.is_dir() and MODEL_NAME_RE.fullmatch(p.name) and (p / CONFIG_FILE).is_file())

@@ -91,15 +91,26 @@ class OnnxPredictor:
 
 def load_predictor(path: str | Path | Entry, backend: str | None = None,
                    device: str | torch.device = "cpu") -> Predictor:
-    """Predictor for an entry (a folder or a loaded :class:`models.repository.Entry`);
-    ``backend`` defaults to the entry's config, falling back to whichever file exists (an int8
-    entry holds only ONNX)."""
+    """Predictor for an entry (a folder or a loaded :class:`models.repository.Entry`).
+
+    Without ``backend`` the entry's config decides, falling back to whichever file exists (an
+    int8 entry holds only ONNX). A ``backend`` asked for explicitly must have its file: a
+    ``UserError`` says so rather than silently running the other one.
+    """
     entry = as_entry(path)
     path, config = entry.path, entry.config
+    files = {"torch": (path / WEIGHTS_FILE).is_file(), "onnx": (path / ONNX_FILE).is_file()}
+    if backend is not None:
+        if backend not in files:
+            raise UserError(f"unknown backend {backend!r}; choose onnx or torch")
+        if not files[backend]:
+            missing = WEIGHTS_FILE if backend == "torch" else ONNX_FILE
+            raise UserError(f"{path}: backend {backend!r} needs {missing}, which this entry "
+                            "does not have")
     backend = backend or config.backend
-    if backend == "torch" and not (path / WEIGHTS_FILE).is_file():
+    if backend == "torch" and not files["torch"]:
         backend = "onnx"
-    if backend == "onnx" and not (path / ONNX_FILE).is_file() and (path / WEIGHTS_FILE).is_file():
+    if backend == "onnx" and not files["onnx"] and files["torch"]:
         backend = "torch"
     if backend == "torch":
         return TorchPredictor(entry, device)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from models.cli_support import OneLineParser
 from models.errors import UserError
 
 EPILOG = """examples:
@@ -28,7 +29,7 @@ EPILOG = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m server", description=__doc__.splitlines()[0], epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS)
@@ -44,7 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-queue-delay-ms", type=float, help="how long a batch waits for more requests "
                                                  "(default 2)")
     add("--max-queue-size", type=int, help="requests queued per model before 503 (default 1024)")
-    add("--max-body-mb", type=float, help="largest request body in MiB (default 32)")
+    add("--max-body-mb", type=float, help="largest binary or upload body in MiB (default 32)")
+    add("--max-json-body-mb", type=float,
+        help="largest JSON body in MiB (default 4: parsing JSON costs ~25x its size)")
+    add("--body-timeout-s", type=float,
+        help="seconds a client has to send its whole body, else 408 (default 30)")
+    add("--exit-on-error", action=argparse.BooleanOptionalAction,
+        help="stop when a model fails to load (default); --no-exit-on-error serves the others "
+             "and answers 503 for the failed one")
+    add("--allow-symlinks", action="store_true",
+        help="allow entry folders and files that are symbolic links leading outside the "
+             "repository (refused by default)")
     add("--seed", type=int, help="seed of the preprocessing random stream (default: from the OS)")
     add("--workers-threads", "--worker-threads", dest="workers_threads", type=int,
         help="intra-op threads for torch and ONNX Runtime (default: library default)")
@@ -54,14 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = vars(build_parser().parse_args(argv))
+    try:
+        args = vars(build_parser().parse_args(argv))
+    except SystemExit as done:  # --help (0) or a usage error (2, its line already printed)
+        return int(done.code or 0)
     from server.core.config import Settings, settings_error_line
 
     try:
         settings = Settings(**args)
         from server.pipeline.served_model import plan_models
 
-        plan_models(settings)
+        plan_models(settings)  # with --exit-on-error (default) the first bad entry stops here
     except ValidationError as error:
         print(f"error: {settings_error_line(error)}", file=sys.stderr)
         return 2

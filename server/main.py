@@ -8,10 +8,13 @@ every worker thread (queued requests get 503).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from server import SERVER_NAME, __version__
 from server.core.body_limit import BodySizeLimitMiddleware
@@ -20,6 +23,7 @@ from server.core.errors import install_exception_handlers
 from server.metrics import Metrics
 from server.pipeline.manager import ModelManager
 from server.pipeline.served_model import plan_models
+from server.protocol.schemas import InferenceRequest
 from server.routers import classify, health, infer, metrics, models, server_metadata
 
 
@@ -28,7 +32,8 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        manager = ModelManager(settings, plan_models(settings), app.state.metrics, on_fatal)
+        plans, failed = plan_models(settings)
+        manager = ModelManager(settings, plans, app.state.metrics, on_fatal, failed)
         app.state.manager = manager
         manager.start()
         try:
@@ -41,7 +46,43 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     app.state.settings = settings
     app.state.metrics = Metrics(settings.max_batch_size)
     install_exception_handlers(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     for module in (health, server_metadata, models, infer, classify, metrics):
         app.include_router(module.router)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       max_json_bytes=settings.max_json_body_bytes,
+                       timeout_s=settings.body_timeout_s, on_reject=_count_rejected(app))
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the request models the raw-body routes document by reference."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                             description=app.description)
+        request = InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(request.pop("$defs", {}))
+        components["InferenceRequest"] = request
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+_MODEL_PATH = re.compile(r"^/(?:v2/models/([^/]+)(?:/versions/[^/]+)?/infer|"
+                         r"v1/models/([^/]+)/classify)$")
+
+
+def _count_rejected(app: FastAPI) -> Callable[[str, str], None]:
+    """Count a request the body-limit middleware answered before any route ran: per model when
+    the path names a served one, and in the server-wide ``http_request_rejected_total``."""
+
+    def count(path: str, reason: str) -> None:
+        metrics: Metrics = app.state.metrics
+        metrics.rejected.labels(reason=reason).inc()
+        match = _MODEL_PATH.match(path)
+        manager = getattr(app.state, "manager", None)
+        name = (match.group(1) or match.group(2)) if match else None
+        if manager is not None and name in manager.models:
+            manager.models[name].metrics.failure(reason)
+
+    return count

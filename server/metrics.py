@@ -15,6 +15,10 @@ Per model (label ``model``), Triton-like:
 - ``inference_request_duration_seconds``: per successful request, body read to answer ready
 - ``inference_queue_depth`` (gauge): requests waiting; ``model_ready`` (gauge): 1 once warm
 
+Server-wide: ``http_request_rejected_total{reason}``, requests the body-limit middleware answered
+before any route ran (a declared body over the limit); those naming a served model are also
+counted in its ``inference_request_failure_total{reason="too_large"}``.
+
 Nothing derived from a model's outputs beyond counts is ever recorded.
 """
 
@@ -85,6 +89,9 @@ class Metrics:
                                  ["model"], registry=r)
         self.ready = Gauge("model_ready", "1 when the model is loaded and warmed up",
                            ["model"], registry=r)
+        self.rejected = Counter("http_request_rejected",
+                                "Requests answered before any route ran (body too large)",
+                                ["reason"], registry=r)
 
     def for_model(self, name: str) -> ModelMetrics:
         return ModelMetrics(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 from models.adapt import DEFAULT_REPEATS, accuracy_under, check_spec_fits
@@ -19,6 +18,7 @@ from models.atomic import write_json
 from models.cli_support import (
     add_transform_arguments,
     given_transform_options,
+    output_file,
     positive_int,
     print_json,
     spec_from_args,
@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=500)
     p.add_argument("--data-root", default=None, help="folder holding the entry's dataset")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
-    p.add_argument("--json", dest="json_out", type=Path, default=None, metavar="OUT",
+    p.add_argument("--json", dest="json_out", type=output_file, default=None, metavar="OUT",
                    help="also write the report to this file (atomically)")
     p.set_defaults(run=run)
 

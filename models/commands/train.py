@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from models.architectures import list_models
-from models.cli_support import out_entry, positive_int, print_json
+from models.cli_support import fraction, out_entry, positive_float, positive_int, print_json
 from models.datasets import dataset_info, list_datasets, load_dataset
 from models.entries import train_to_entry
 from models.training import TrainSettings
@@ -24,9 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", default=None, help="folder holding the dataset")
     p.add_argument("--epochs", type=positive_int, default=2)
     p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--lr", type=positive_float, default=0.1,
+                   help="peak learning rate (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-fraction", type=float, default=1.0,
+    p.add_argument("--train-fraction", type=fraction, default=1.0,
                    help="train on a seeded subset (quick experiments)")
     p.add_argument("--out", required=True, type=out_entry, help="REPO/NAME to write")
     p.set_defaults(run=run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.cli_support import positive_float, positive_int
+from models.cli_support import output_dir, positive_float, positive_int
 
 EXAMPLES = """examples:
   python -m models zoo --out zoo                      # build what is missing, one entry at a time
@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "pirate entry. Entries that exist are skipped; a failed entry is reported "
                     "and skipped with everything derived from it.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("zoo"), help="the zoo folder (default zoo)")
+    p.add_argument("--out", type=output_dir, default=Path("zoo"),
+                   help="the zoo folder (default zoo)")
     p.add_argument("--calibration-negatives", "--independents", dest="calibration",
                    type=positive_int, default=20,
                    help="independent models for calibration, indep-01.. (default 20)")

@@ -15,7 +15,11 @@ backend             --backend onnx|torch|auto    auto (each config's ``backend``
 max_batch_size      --max-batch-size             64 images (per batch and per request)
 max_queue_delay_ms  --max-queue-delay-ms         2
 max_queue_size      --max-queue-size             1024 requests per model
-max_body_mb         --max-body-mb                32 MiB
+max_body_mb         --max-body-mb                32 MiB (binary tensors and uploads)
+max_json_body_mb    --max-json-body-mb           4 MiB (JSON bodies cost ~25x their size to parse)
+body_timeout_s      --body-timeout-s             30 s to receive a whole request body (else 408)
+exit_on_error       --exit-on-error / --no-...   on: a model that fails to load stops the server
+allow_symlinks      --allow-symlinks             off: entry files may not lead outside the repo
 seed                --seed                       from the OS
 workers_threads     --workers-threads            library default
 log_level           --log-level                  info
@@ -62,6 +66,10 @@ class Settings(BaseSettings):
     max_queue_delay_ms: float = Field(2.0, ge=0, le=60_000)
     max_queue_size: int = Field(1024, ge=1, le=1_000_000)
     max_body_mb: float = Field(32.0, gt=0, le=4096)
+    max_json_body_mb: float = Field(4.0, gt=0, le=4096)
+    body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    exit_on_error: bool = True
+    allow_symlinks: bool = False
     seed: int | None = Field(None, ge=0, lt=2**63)
     workers_threads: int | None = Field(None, ge=1, le=256)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
@@ -144,6 +152,10 @@ class Settings(BaseSettings):
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def max_json_body_bytes(self) -> int:
+        return int(min(self.max_json_body_mb, self.max_body_mb) * 1024 * 1024)
 
 
 def settings_error_line(error: ValidationError) -> str:

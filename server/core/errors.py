@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 log = logging.getLogger("server")
 
@@ -51,6 +52,24 @@ class PayloadTooLargeError(ApiError):
 class UnsupportedMediaTypeError(ApiError):
     status_code = 415
     reason = "bad_request"
+
+
+class RequestTimeoutError(ApiError):
+    """408: the client did not send its whole body within the body timeout."""
+
+    status_code = 408
+    reason = "timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, {"Connection": "close"})
+
+
+class ClientGoneError(ApiError):
+    """The client closed the connection before its body arrived: nobody reads the answer (499,
+    nginx's "client closed request"), and it is no server error."""
+
+    status_code = 499
+    reason = "client_disconnect"
 
 
 class UnavailableError(ApiError):
@@ -107,6 +126,10 @@ def install_exception_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         return error_response(exc.status_code, str(exc.detail), exc.headers)
 
+    async def client_gone(request: Request, exc: Exception) -> JSONResponse:
+        log.info("client left during %s %s", request.method, request.url.path)
+        return error_response(499, "client closed the connection")
+
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error on %s %s", request.method, request.url.path,
                   exc_info=(type(exc), exc, exc.__traceback__))
@@ -115,4 +138,5 @@ def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, request_validation)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected)

@@ -38,6 +38,7 @@ class Backend(Protocol):
 
 
 def resolve_backend(path: Path, config: ModelConfig, requested: str) -> str:
+    # messages name the entry's folder (what the operator sees), not the name inside config.json
     """``requested`` (onnx | torch) or, for ``auto``, the config's backend, falling back to the
     file that exists (an int8 entry has only model.onnx). Raises ``UserError`` when the
     requested backend's file is missing."""
@@ -45,7 +46,7 @@ def resolve_backend(path: Path, config: ModelConfig, requested: str) -> str:
     if requested != "auto":
         if not files[requested]:
             missing = ONNX_FILE if requested == "onnx" else WEIGHTS_FILE
-            raise UserError(f"model {config.name!r}: backend {requested!r} needs {missing}, "
+            raise UserError(f"model {path.name!r}: backend {requested!r} needs {missing}, "
                             "which the entry does not have")
         return requested
     if files[config.backend]:
@@ -53,7 +54,7 @@ def resolve_backend(path: Path, config: ModelConfig, requested: str) -> str:
     for name, present in files.items():
         if present:
             return name
-    raise UserError(f"model {config.name!r}: no {ONNX_FILE} or {WEIGHTS_FILE}")
+    raise UserError(f"model {path.name!r}: no {ONNX_FILE} or {WEIGHTS_FILE}")
 
 
 class TorchBackend:

@@ -2,8 +2,13 @@
 
 ``ModelManager.start`` (lifespan) returns at once; one background thread loads, warms up and
 starts the models one after the other, so ``/v2/health/live`` answers during loading and
-``/v2/health/ready`` turns true only when every model has warmed up. A model that fails to load
-calls ``on_fatal`` (the CLI then exits non-zero) and the server never becomes ready.
+``/v2/health/ready`` turns true only when every model has warmed up.
+
+A model that fails (at planning or while loading): with ``exit_on_error`` (the default, as
+Triton's ``--exit-on-error``) it calls ``on_fatal`` (the CLI then exits non-zero) and the server
+never becomes ready; without it the other models serve, and the failed one answers 503 with the
+kind of failure and shows as not ready. The wire never carries paths or a runtime's messages:
+those go to the log.
 """
 
 from __future__ import annotations
@@ -15,19 +20,22 @@ from collections.abc import Callable
 from models.errors import UserError
 from models.repository import validate_model_name
 from server.core.config import Settings
-from server.core.errors import BadRequestError, NotFoundError
+from server.core.errors import BadRequestError, NotFoundError, UnavailableError
 from server.metrics import Metrics
-from server.pipeline.served_model import ModelPlan, ServedModel
+from server.pipeline.served_model import ModelPlan, ServedModel, public_reason
 
 log = logging.getLogger("server")
 
 
 class ModelManager:
     def __init__(self, settings: Settings, plans: list[ModelPlan], metrics: Metrics,
-                 on_fatal: Callable[[str], None] | None = None) -> None:
+                 on_fatal: Callable[[str], None] | None = None,
+                 failed: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.models = {plan.name: ServedModel(plan, settings, metrics) for plan in plans}
+        #: models that could not be served, with the reason the wire may show
+        self.failed: dict[str, str] = dict(failed or {})
         self._on_fatal = on_fatal
         self._stop = threading.Event()
         self._loader = threading.Thread(target=self._load_all, name="model-loader", daemon=True)
@@ -35,7 +43,13 @@ class ModelManager:
 
     @property
     def ready(self) -> bool:
-        return self.error is None and all(m.ready for m in self.models.values())
+        """Every model that has not failed is ready (with ``exit_on_error``: none failed)."""
+        return self.error is None and all(m.ready for name, m in self.models.items()
+                                          if name not in self.failed)
+
+    def unavailable(self, name: str) -> str | None:
+        """Why model ``name`` cannot serve (``None`` when it can, or is still loading)."""
+        return self.failed.get(name)
 
     def get(self, name: str) -> ServedModel:
         """The served model ``name``: 400 for an invalid name, 404 for one not served."""
@@ -43,6 +57,9 @@ class ModelManager:
             validate_model_name(name)
         except UserError as error:
             raise BadRequestError(str(error)) from None
+        if name in self.failed:
+            raise UnavailableError(f"model {name!r} is unavailable: {self.failed[name]}",
+                                   retry_after_s=60)
         model = self.models.get(name)
         if model is None:
             raise NotFoundError(f"unknown model {name!r}")
@@ -60,10 +77,16 @@ class ModelManager:
             except Exception as error:
                 message = str(error) if isinstance(error, UserError) else \
                     f"{type(error).__name__}: {error}"
-                model.error = self.error = f"model {model.name!r} failed to load: {message}"
-                log.error("%s", self.error, exc_info=not isinstance(error, UserError))
+                log.error("model %r failed to load: %s", model.name, message,
+                          exc_info=not isinstance(error, UserError))
+                public = f"model {model.name!r} failed to load: {public_reason(error)}"
+                model.error = public
+                if not self.settings.exit_on_error:
+                    self.failed[model.name] = public_reason(error)
+                    continue
+                self.error = public
                 if self._on_fatal is not None:
-                    self._on_fatal(self.error)
+                    self._on_fatal(f"model {model.name!r} failed to load: {message}")
                 return
 
     def stop(self) -> None:

@@ -31,7 +31,14 @@ import torch
 from torch import nn
 
 from models.errors import UserError
-from models.repository import ModelConfig, entry_dir, load_config
+from models.repository import (
+    CONFIG_FILE,
+    ONNX_FILE,
+    WEIGHTS_FILE,
+    ModelConfig,
+    entry_dir,
+    load_config,
+)
 from models.transforms import build_transform
 from server.core.config import Settings
 from server.core.errors import UnavailableError
@@ -55,21 +62,58 @@ class ModelPlan:
     preprocessing: dict[str, Any] | None
 
 
-def plan_models(settings: Settings) -> list[ModelPlan]:
-    """Read and check every model's config, backend file and preprocessing spec (cheap; fails
-    fast with ``UserError``)."""
-    plans = []
-    for name in settings.model_names:
-        path = entry_dir(settings.repository, name)
+def check_inside(repository: Path, path: Path, name: str) -> None:
+    """``UserError`` when ``path`` (an entry folder or one of its files) is a symbolic link, or
+    lies under one, that leads outside ``repository``."""
+    root = repository.resolve()
+    if not path.resolve().is_relative_to(root):
+        raise UserError(f"model {name!r}: {path.relative_to(repository)} leads outside the "
+                        "repository (a symbolic link); refused without --allow-symlinks")
+
+
+def plan_model(settings: Settings, name: str) -> ModelPlan:
+    """Read and check one model's folder, config, backend file and preprocessing spec
+    (cheap; ``UserError`` naming the entry's folder)."""
+    path = entry_dir(settings.repository, name)
+    if not settings.allow_symlinks:
+        check_inside(settings.repository, path, name)
+        for file in (CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE):
+            if (path / file).exists() or (path / file).is_symlink():
+                check_inside(settings.repository, path / file, name)
+    try:
         config = load_config(path)
-        backend = resolve_backend(path, config, settings.backend)
+    except UserError as error:
+        raise UserError(f"model {name!r}: {error}") from None
+    backend = resolve_backend(path, config, settings.backend)
+    try:
+        build_transform(config.preprocessing)
+    except ValueError as error:
+        raise UserError(f"model {name!r}: bad preprocessing in config.json: {error}") from None
+    return ModelPlan(name, path, config, backend, config.preprocessing)
+
+
+def plan_models(settings: Settings) -> tuple[list[ModelPlan], dict[str, str]]:
+    """Plan every model. With ``exit_on_error`` the first problem raises ``UserError``; without
+    it, the models that cannot be planned are returned as ``{name: reason}`` and the others are
+    served."""
+    plans, failed = [], {}
+    for name in settings.model_names:
         try:
-            build_transform(config.preprocessing)
-        except ValueError as error:
-            raise UserError(f"model {name!r}: bad preprocessing in config.json: {error}"
-                            ) from None
-        plans.append(ModelPlan(name, path, config, backend, config.preprocessing))
-    return plans
+            plans.append(plan_model(settings, name))
+        except UserError as error:
+            if settings.exit_on_error:
+                raise
+            log.error("%s", error)
+            failed[name] = public_reason(error)
+    return plans, failed
+
+
+def public_reason(error: BaseException) -> str:
+    """What the wire may say about a model that failed: the kind of failure, never paths or
+    a runtime's internal message (those go to the log)."""
+    if isinstance(error, UserError):
+        return "its repository entry is invalid or incomplete (see the server log)"
+    return "an internal error while loading it (see the server log)"
 
 
 def _make_generator(seed: int | None) -> torch.Generator:

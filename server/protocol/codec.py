@@ -91,7 +91,8 @@ def parse_header_length(value: str | None, body_size: int) -> int | None:
     if value is None:
         return None
     text = value.strip()
-    if not text.isdigit() or len(text) > 18:
+    # str.isdigit also accepts digits such as "\xb2" that int() refuses: ASCII only
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise BadRequestError(f"{HEADER_LENGTH} must be a non-negative integer")
     length = int(text)
     if length == 0:

@@ -80,6 +80,8 @@ class LiveResponse(BaseModel):
 class ReadyResponse(BaseModel):
     ready: bool
     error: str | None = None
+    #: models that cannot be served (without --exit-on-error), with the kind of failure
+    unavailable: dict[str, str] | None = None
 
 
 class ModelReadyResponse(BaseModel):

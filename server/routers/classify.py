@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from server.core.errors import (
     ApiError,
@@ -32,7 +33,13 @@ router = APIRouter(prefix="/v1/models", tags=["classify"])
 FIELDS = ("files", "file")
 
 
-@router.post("/{name}/classify", response_model=ClassifyResponse,
+_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["files"],
+    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                             "description": "PNG or JPEG images of the model's input size"}}}}}}}
+
+
+@router.post("/{name}/classify", response_model=ClassifyResponse, openapi_extra=_BODY,
              responses={code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 503)})
 async def classify(model: ModelDep, request: Request) -> ClassifyResponse:
     model.metrics.requests.inc()
@@ -63,6 +70,9 @@ async def classify(model: ModelDep, request: Request) -> ClassifyResponse:
         raise
     except HTTPException:  # malformed multipart, too many files (Starlette's 400)
         model.metrics.failure("bad_request")
+        raise
+    except ClientDisconnect:
+        model.metrics.failure("client_disconnect")
         raise
     except Exception:
         model.metrics.failure("internal")

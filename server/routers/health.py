@@ -20,8 +20,10 @@ async def live() -> LiveResponse:
 @router.get("/ready", response_model=ReadyResponse, response_model_exclude_none=True,
             responses={503: {"model": ReadyResponse}})
 async def ready(manager: ManagerDep) -> ReadyResponse | JSONResponse:
+    unavailable = dict(manager.failed) or None
     if manager.ready:
-        return ReadyResponse(ready=True)
+        return ReadyResponse(ready=True, unavailable=unavailable)
     reason = manager.error or "models are loading"
-    return JSONResponse(ReadyResponse(ready=False, error=reason).model_dump(exclude_none=True),
-                        status_code=503, headers={"Retry-After": "1"})
+    body = ReadyResponse(ready=False, error=reason, unavailable=unavailable)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=503,
+                        headers={"Retry-After": "1"})

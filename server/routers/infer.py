@@ -7,6 +7,7 @@ import time
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from server.core.errors import ApiError, UnavailableError
 from server.deps import ModelDep, VersionedModelDep
@@ -23,6 +24,19 @@ router = APIRouter(prefix="/v2/models", tags=["infer"])
 
 #: Bodies above this are decoded in a worker thread so the event loop keeps serving.
 _OFFLOAD_BYTES = 256 * 1024
+
+#: The request body as OpenAPI shows it (the route reads the raw body itself, so that one
+#: decoder serves JSON and binary tensors; ``server.main`` adds InferenceRequest's schema).
+_BODY: dict = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
+    "application/octet-stream": {"schema": {
+        "type": "string", "format": "binary",
+        "description": "binary tensor extension: the JSON InferenceRequest (its length in the "
+                       f"{HEADER_LENGTH} header), then each input's bytes (little-endian) "
+                       "in input order"}}}},
+    "parameters": [{"name": HEADER_LENGTH, "in": "header", "required": False,
+                    "schema": {"type": "integer", "minimum": 1},
+                    "description": "length of the JSON header of a binary request"}]}
 
 _RESPONSES: dict[int | str, dict] = {
     200: {"content": {"application/octet-stream": {}},
@@ -52,6 +66,9 @@ async def run_infer(model: ServedModel, request: Request) -> Response:
     except ApiError as error:
         model.metrics.failure(error.reason)
         raise
+    except ClientDisconnect:  # the client left mid-body: no server error, nobody to answer
+        model.metrics.failure("client_disconnect")
+        raise
     except Exception:
         model.metrics.failure("internal")
         raise
@@ -59,12 +76,13 @@ async def run_infer(model: ServedModel, request: Request) -> Response:
     return Response(content, media_type=media_type, headers=extra)
 
 
-@router.post("/{name}/infer", response_model=InferenceResponse, responses=_RESPONSES)
+@router.post("/{name}/infer", response_model=InferenceResponse, responses=_RESPONSES,
+             openapi_extra=_BODY)
 async def infer(model: ModelDep, request: Request) -> Response:
     return await run_infer(model, request)
 
 
 @router.post("/{name}/versions/{version}/infer", response_model=InferenceResponse,
-             responses=_RESPONSES)
+             responses=_RESPONSES, openapi_extra=_BODY)
 async def infer_version(model: VersionedModelDep, request: Request) -> Response:
     return await run_infer(model, request)

@@ -43,8 +43,15 @@ def test_413_with_content_length(server_factory, serve_repo) -> None:
         big = client.post(INFER, content=b"x" * 200_000,
                           headers={"Content-Type": "application/json"})
         assert big.status_code == 413
-        assert big.json() == {"error": "request body larger than the server's limit of 52428 "
-                                       "bytes"}
+        # the JSON limit is the smaller of --max-json-body-mb and --max-body-mb
+        assert big.json() == {"error": "JSON request body larger than the server's limit of "
+                                       "52428 bytes (send binary tensors for more)"}
+        binary = client.post(INFER, content=b"x" * 200_000,
+                             headers={"Content-Type": "application/octet-stream",
+                                      "Inference-Header-Content-Length": "10"})
+        assert binary.status_code == 413
+        assert binary.json() == {"error": "request body larger than the server's limit of "
+                                          "52428 bytes"}
         body, headers = binary_request(ONE)
         assert client.post(INFER, content=body, headers=headers).status_code == 200
     # a client that waits for 100-continue is refused before sending anything

@@ -5,9 +5,8 @@ quantile)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from models.cli_support import existing_entry, positive_int
+from models.cli_support import existing_entry, output_file, positive_int
 from models.errors import UserError
 from verifier_client.calibration import (
     DEFAULT_ALPHA,
@@ -47,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "larger (default)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of local randomized preprocessing (default 0)")
-    p.add_argument("--out", required=True, type=Path, help="calibration.json to write")
+    p.add_argument("--out", required=True, type=output_file, help="calibration.json to write")
     add_client_arguments(p)
     p.set_defaults(run=run)
 

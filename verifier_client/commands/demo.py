@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.cli_support import positive_int
+from models.cli_support import output_file, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--models", default=None, help="comma-separated served models to verify")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the server's random stream and of the bootstrap (default 0)")
-    p.add_argument("--json", type=Path, default=None, help="write all reports here")
+    p.add_argument("--json", type=output_file, default=None, help="write all reports here")
     p.set_defaults(run=run)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.cli_support import positive_int
+from models.cli_support import output_dir, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=positive_int, default=10)
     p.add_argument("--via-server", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("build/evaluation"))
+    p.add_argument("--out", type=output_dir, default=Path("build/evaluation"),
+                   help="output folder")
     p.set_defaults(run=run)
 
 

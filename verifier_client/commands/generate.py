@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from models.cli_support import existing_entry, positive_int
+from models.cli_support import existing_entry, output_file, positive_int
 from models.datasets import load_dataset
 from models.entries import set_threads
 from models.errors import UserError
@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target", required=True, type=existing_entry, metavar="REPO/NAME")
     p.add_argument("--n", type=int, default=100, help="number of samples (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", required=True, type=Path, help="fingerprint set file to write")
+    p.add_argument("--out", required=True, type=output_file, help="fingerprint set file to write")
     p.add_argument("--param", action="append", type=param_value, default=[], metavar="KEY=VALUE",
                    help="method parameter (repeatable), e.g. --param k=5")
     p.add_argument("--surrogates", type=entry_list, default=None, metavar="REPO/A,REPO/B",

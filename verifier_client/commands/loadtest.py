@@ -9,7 +9,7 @@ import argparse
 import shlex
 import sys
 
-from models.cli_support import positive_float, positive_int
+from models.cli_support import output_dir, positive_float, positive_int
 from verifier_client.loadtest import (
     MAX_CONCURRENCY,
     MAX_DURATION_S,
@@ -81,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=positive_float, default=30.0, metavar="S",
                    help="seconds per request before it counts as a timeout (default 30)")
     p.add_argument("--seed", type=int, default=0, help="seed of the images and arrivals")
-    p.add_argument("--out", default="build/loadtest", metavar="DIR",
+    p.add_argument("--out", type=output_dir, default="build/loadtest", metavar="DIR",
                    help="folder for loadtest.json, .md and .png (default build/loadtest)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback server (only one you operate)")

@@ -12,6 +12,7 @@ from models.cli_support import (
     add_transform_arguments,
     existing_entry,
     given_transform_options,
+    output_file,
     positive_int,
     spec_from_args,
 )
@@ -43,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the transform draws")
     p.add_argument("--backend", choices=("onnx", "torch"), default=None,
                    help="inference backend (default: the model config's)")
-    p.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the result")
+    p.add_argument("--json", type=output_file, default=None, metavar="OUT",
+                   help="write the result")
     p.set_defaults(run=run)
 
 

@@ -10,6 +10,7 @@ from models.cli_support import (
     existing_entry,
     fraction,
     non_negative_int,
+    output_dir,
     positive_int,
     print_json,
 )
@@ -36,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "entries with their role in lineage, and pools.json listing which is which.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", required=True, type=existing_entry, metavar="REPO/NAME")
-    p.add_argument("--out-surrogates", required=True, type=Path, metavar="REPO")
-    p.add_argument("--out-references", required=True, type=Path, metavar="REPO")
+    p.add_argument("--out-surrogates", required=True, type=output_dir, metavar="REPO")
+    p.add_argument("--out-references", required=True, type=output_dir, metavar="REPO")
     p.add_argument("--pools-file", type=Path, default=None,
                    help=f"where to write the listing (default OUT_SURROGATES/{POOLS_FILE})")
     p.add_argument("--distill", type=non_negative_int, default=defaults.distill,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from models.atomic import write_json
-from models.cli_support import positive_int
+from models.cli_support import output_file, positive_int
 from verifier_client.commands.verify import add_client_arguments, client_kwargs
 from verifier_client.probe import load_inputs, print_probe, probe
 
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=positive_int, default=16,
                    help="number of default random inputs (default 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of the default inputs")
-    p.add_argument("--json", dest="json_out", default=None, metavar="FILE",
+    p.add_argument("--json", dest="json_out", type=output_file, default=None, metavar="FILE",
                    help="write the result here as JSON")
     add_client_arguments(p)
     p.set_defaults(run=run)

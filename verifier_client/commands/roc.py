@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.cli_support import positive_int
+from models.cli_support import output_dir, positive_int
 from models.errors import UserError
 
 EXAMPLES = """examples:
@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="query a real server on 127.0.0.1 instead of in-process")
     p.add_argument("--seed", type=int, default=0, help="transform draws, subsets, bootstrap")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--out", type=Path, default=Path("build/roc"), help="output folder")
+    p.add_argument("--out", type=output_dir, default=Path("build/roc"), help="output folder")
     p.set_defaults(run=run)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.cli_support import positive_int, transform_spec
+from models.cli_support import output_dir, positive_int, transform_spec
 from models.entries import set_threads
 from models.errors import UserError
 from verifier_client.stability import (
@@ -73,7 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None, help="folder holding the zoo's dataset")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
-    p.add_argument("--out", type=Path, default=Path("build/stability"))
+    p.add_argument("--out", type=output_dir, default=Path("build/stability"),
+                   help="output folder (default build/stability)")
     p.set_defaults(run=run)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.cli_support import positive_int
+from models.cli_support import output_dir, positive_int
 from models.errors import UserError
 from verifier_client.commands.verify import alpha_value
 from verifier_client.verdict import DECIDERS, DEFAULT_ALPHA
@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--decide-by", choices=DECIDERS, default="parametric",
                    help="which p-value decides (default parametric)")
     p.add_argument("--seed", type=int, default=0, help="seed of draws and bootstrap")
-    p.add_argument("--out", type=Path, default=Path("build/validation"), help="output folder")
+    p.add_argument("--out", type=output_dir, default=Path("build/validation"),
+                   help="output folder")
     p.set_defaults(run=run)
 
 

@@ -11,6 +11,7 @@ from models.cli_support import (
     checked_number,
     fraction,
     non_negative_int,
+    output_file,
     positive_float,
     positive_int,
 )
@@ -106,7 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap interval")
     p.add_argument("--rule", choices=RULES, default=None,
                    help="threshold rule of the legacy threshold verdict column")
-    p.add_argument("--json", dest="json_out", default=None, metavar="FILE",
+    p.add_argument("--json", dest="json_out", type=output_file, default=None, metavar="FILE",
                    help="write the report (docs/design.md 3.6) here, atomically")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_client_arguments(p)
