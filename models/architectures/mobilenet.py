@@ -50,3 +50,10 @@ class CifarMobileNet(nn.Module):
 def mobilenet(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """CIFAR MobileNet v1, width 1.0."""
     return CifarMobileNet(num_classes, in_channels)
+
+
+@register_model("mobilenet_025")
+def mobilenet_025(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """CIFAR MobileNet v1 at width multiplier 0.25 (one of the paper's own widths; ~0.2M
+    parameters): the zoo's held-out MobileNets."""
+    return CifarMobileNet(num_classes, in_channels, width=0.25)

@@ -7,7 +7,9 @@ Roles (what an evaluation may do with an entry):
 ``calibration-negative``   independently trained (target recipe, distinct seeds); thresholds,
                            fits and every other choice are made on these alone
 ``heldout-negative``       independently trained ResNet-20s with other seeds, and VGG-16s and
-                           MobileNets on the same data; no threshold, fit or choice sees them
+                           MobileNets on the same data (at a quarter width, ``vgg16_025`` and
+                           ``mobilenet_025``, so that each ships in 1-4 MB rather than 13-57);
+                           no threshold, fit or choice sees them
 ``positive``               derived from the target by a pirate; ``category`` names the attack
 =========================  ==================================================================
 
@@ -93,9 +95,9 @@ def default_plan(calibration: int = CALIBRATION_NEGATIVES) -> list[PlanEntry]:
              for i in range(1, calibration + 1)]
     plan += [_trained(f"heldout-resnet20-{i:02d}", "heldout-negative", ARCH, 200 + i)
              for i in range(1, 11)]
-    plan += [_trained(f"heldout-vgg16-{i:02d}", "heldout-negative", "vgg16", 300 + i)
+    plan += [_trained(f"heldout-vgg16-{i:02d}", "heldout-negative", "vgg16_025", 300 + i)
              for i in range(1, 4)]
-    plan += [_trained(f"heldout-mobilenet-{i:02d}", "heldout-negative", "mobilenet", 400 + i)
+    plan += [_trained(f"heldout-mobilenet-{i:02d}", "heldout-negative", "mobilenet_025", 400 + i)
              for i in range(1, 4)]
     ftal = {"epochs": 4, "fraction": PIRATE_FRACTION}
     adapt = {"epochs": 3, "fraction": PIRATE_FRACTION}
@@ -126,7 +128,7 @@ def default_plan(calibration: int = CALIBRATION_NEGATIVES) -> list[PlanEntry]:
                 transform=ZOO_RDG_MATCHED, **adapt),
         _pirate("kd-resnet20-1", "distillation", "distill", seed=501, arch="resnet20"),
         _pirate("kd-resnet20-2", "distillation", "distill", seed=502, arch="resnet20"),
-        _pirate("kd-vgg16-1", "distillation", "distill", seed=503, arch="vgg16"),
+        _pirate("kd-vgg16-1", "distillation", "distill", seed=503, arch="vgg16_025"),
         _pirate("prune-0.3-csrp", "combined", "adapt", parent="prune-0.3", seed=PIRATE_SEED,
                 transform=ZOO_CSRP, epochs=0),
         _pirate("int8-csrp", "combined", "adapt", parent="int8", seed=PIRATE_SEED,

@@ -77,7 +77,7 @@ def test_the_default_population_meets_its_quota():
     positives = [e for e in plan if e.role == "positive"]
     assert len(positives) >= 25 and len({e.category for e in positives}) >= 8
     heldout_arches = {e.arch for e in plan if e.role == "heldout-negative"}
-    assert heldout_arches == {"resnet20", "vgg16", "mobilenet"}
+    assert heldout_arches == {"resnet20", "vgg16_025", "mobilenet_025"}
     students = [e for e in positives if e.category == "distillation"]
     assert len(students) >= 3 and any(e.arch != "resnet20" for e in students)
     names = [e.name for e in plan]
