@@ -322,3 +322,43 @@ def test_round_cap_gives_a_clear_error(target, seeds, pools):
                                               r"\(\d+ candidates tried\); raise max_rounds"):
         method.generate(model, 4, generator=torch.Generator().manual_seed(0), seeds=seeds,
                         pools=pools)
+
+
+EOT = "csrp(sigma=1.1..1.3, p=1..4)"
+
+
+def test_eot_generation_survives_the_family(tiny_repo, fmnist_test) -> None:
+    """Every accepted EOT sample keeps its label under most draws of the family (the check),
+    and the set records the family and K."""
+    from models.repository import load_model
+    from models.transforms.family import parse_family
+    from verifier_client.fingerprints import create_method
+
+    model, config = load_model(tiny_repo / "target")
+    method = create_method("vce", steps=40, eot=EOT, eot_draws=3, eot_accept=0.8,
+                           eot_check_draws=16)
+    fset = method.generate(model, 6, generator=torch.Generator().manual_seed(1),
+                           input_shape=config.input_shape)
+    assert fset.metadata["eot"]["family"] == EOT and fset.metadata["eot"]["draws"] == 3
+    assert fset.metadata["parameters"]["eot_draws"] == 3
+    views = parse_family(EOT).views(fset.images, 50, torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        hits = model(views).argmax(1).view(50, -1) == fset.labels
+    assert hits.float().mean() > 0.6  # fresh draws, not the ones the check used
+
+
+def test_eot_bad_input_is_one_line_and_writes_nothing(tiny_repo, tmp_path, capsys) -> None:
+    from verifier_client.cli import main
+
+    out = tmp_path / "set.safetensors"
+    base = ["generate", "--method", "vce", "--target", str(tiny_repo / "target"), "--n", "2",
+            "--out", str(out)]
+    for extra, message in ((["--eot", "csrp(sigma=1.3..1.1, p=2)"], "is empty"),
+                           (["--eot", "wobble(x=1..2)"], "the transform must be one of"),
+                           (["--eot", EOT, "--eot-draws", "0"], "eot_draws and eot_check_draws "
+                                                               "must be >= 1"),
+                           (["--eot-draws", "4"], "need --eot FAMILY")):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()

@@ -83,6 +83,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed-count", type=positive_int, default=None,
                    help="use only the first K images of the split as seeds")
     p.add_argument("--data-root", default=None, help="folder holding the dataset")
+    p.add_argument("--eot", default=None, metavar="FAMILY",
+                   help="Expectation over Transformation against a randomized front, e.g. "
+                        "'csrp(sigma=1.1..1.3, p=2..8)' (ranges with .., members joined by +)")
+    p.add_argument("--eot-draws", type=int, default=None, metavar="K",
+                   help="family draws per optimisation step (default 20)")
+    p.add_argument("--eot-accept", type=float, default=None, metavar="SHARE",
+                   help="share of fresh draws under which a sample's label must hold "
+                        "(default 0.9)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
     p.add_argument("--threads", type=positive_int, default=None)
     p.set_defaults(run=run)
@@ -93,7 +101,15 @@ def run(args: argparse.Namespace) -> int:
     cls = get_method_class(args.method)
     if args.n < 1:
         raise UserError(f"--n must be >= 1, got {args.n}")
-    method = create_method(args.method, **dict(args.param))
+    params = dict(args.param)
+    for key in ("eot", "eot_draws", "eot_accept"):
+        if getattr(args, key) is not None:
+            if key in params:
+                raise UserError(f"--{key.replace('_', '-')} given twice (also as --param)")
+            params[key] = getattr(args, key)
+    if args.eot is None and ("eot_draws" in params or "eot_accept" in params):
+        raise UserError("--eot-draws and --eot-accept need --eot FAMILY")
+    method = create_method(args.method, **params)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device available")
     model, config = load_model(args.target, args.device)

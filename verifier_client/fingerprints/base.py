@@ -38,6 +38,7 @@ from models.datasets import ImageData
 from models.errors import UserError
 from models.provenance import code_version, utc_now
 from models.registry import Registry
+from models.transforms.family import TransformFamily, parse_family
 from verifier_client.fingerprint_set import FingerprintSet, snap_to_grid
 
 DEFAULT_MARGIN = 0.01
@@ -201,11 +202,33 @@ class Run:
     seeds: SeedPool | None
     pools: ModelPools | None
     progress: ProgressFn | None
+    family: TransformFamily | None = None
+    draws: int = 1
     accepted: int = 0
     tried: int = 0
     round: int = 0
     _order: Tensor | None = None
     _cursor: int = 0
+
+    # ---- Expectation over Transformation: every loss is averaged over ``draws`` views -------
+
+    def views(self, images: Tensor) -> Tensor:
+        """``images`` as the optimisation sees them: themselves, or, with a transform family,
+        ``draws`` fresh draws of the batch stacked draw-major ``[draws * B, ...]``."""
+        if self.family is None:
+            return images
+        return self.family.views(images, self.draws, self.generator)
+
+    def repeat(self, values: Tensor) -> Tensor:
+        """Per-sample values (labels, classes) aligned with :meth:`views`."""
+        return values if self.family is None else values.repeat(self.draws,
+                                                                *([1] * (values.dim() - 1)))
+
+    def average(self, per_view: Tensor) -> Tensor:
+        """A per-view quantity ``[draws * B, ...]`` averaged over the draws: ``[B, ...]``."""
+        if self.family is None:
+            return per_view
+        return per_view.view(self.draws, -1, *per_view.shape[1:]).mean(0)
 
     def report(self, step: int, steps: int) -> None:
         if self.progress is not None:
@@ -272,6 +295,17 @@ class FingerprintMethod(ABC):
             sample. Default: 0.01.
         max_rounds (int): rounds of candidates before giving up. Default: 30.
         max_batch (int): most candidates optimised at once. Default: 256.
+        eot (str | None): a transform family (``models.transforms.family``, e.g.
+            ``"csrp(sigma=1.1..1.3, p=2..8)"``) for Expectation over Transformation (Athalye,
+            Carlini, Wagner, ICML 2018): every optimisation step averages the method's loss
+            over ``eot_draws`` draws of the family (``Run.views`` / ``Run.average``), and a
+            sample is accepted only if the target gives its label under at least
+            ``eot_accept`` of ``eot_check_draws`` fresh draws, besides the plain check.
+            Default: None (no EOT).
+        eot_draws (int): draws per step. Default: 20 (Athalye et al. used 30 against random
+            resize-and-pad; public EOT code uses 10 to 30).
+        eot_accept (float): share of fresh draws under which the label must hold. Default: 0.9.
+        eot_check_draws (int): fresh draws of the acceptance check. Default: 64.
     """
 
     name: ClassVar[str] = ""
@@ -280,13 +314,30 @@ class FingerprintMethod(ABC):
     expected_acceptance: ClassVar[float] = 0.5
 
     def __init__(self, *, margin: float = DEFAULT_MARGIN, max_rounds: int = 30,
-                 max_batch: int = 256) -> None:
+                 max_batch: int = 256, eot: str | None = None, eot_draws: int = 20,
+                 eot_accept: float = 0.9, eot_check_draws: int = 64) -> None:
         self.margin, self.max_rounds, self.max_batch = margin, max_rounds, max_batch
+        self.eot, self.eot_draws = eot, int(eot_draws)
+        self.eot_accept, self.eot_check_draws = float(eot_accept), int(eot_check_draws)
         if not (margin >= 0 and math.isfinite(margin)):
             raise UserError(f"{self.name}: margin must be a finite number >= 0, got {margin}")
         if int(max_rounds) < 1 or int(max_batch) < 1:
             raise UserError(f"{self.name}: max_rounds and max_batch must be >= 1")
+        if self.eot_draws < 1 or self.eot_check_draws < 1:
+            raise UserError(f"{self.name}: eot_draws and eot_check_draws must be >= 1, got "
+                            f"{self.eot_draws} and {self.eot_check_draws}")
+        if not 0.0 < self.eot_accept <= 1.0:
+            raise UserError(f"{self.name}: eot_accept must be in (0, 1], got {self.eot_accept}")
+        self.family = self._parse_family(eot)
         self._check_params()
+
+    def _parse_family(self, eot: str | None) -> TransformFamily | None:
+        if eot is None:
+            return None
+        try:
+            return parse_family(eot)
+        except ValueError as error:
+            raise UserError(str(error)) from None
 
     # ---------------------------------------------------------------- parameters
     @classmethod
@@ -346,6 +397,9 @@ class FingerprintMethod(ABC):
         metadata = {
             "method": self.name,
             "parameters": self.parameters(),
+            "eot": None if self.family is None else {
+                **self.family.describe(), "draws": self.eot_draws, "accept": self.eot_accept,
+                "check_draws": self.eot_check_draws},
             "target": target or {},
             "seed": int(generator.initial_seed()),
             "code_version": code_version(),
@@ -387,6 +441,11 @@ class FingerprintMethod(ABC):
             raise UserError(f"{self.name} does not use model pools (surrogates/references)")
         shape = self._input_shape(input_shape, pool, target)
         self._check_shape(shape)
+        if self.family is not None:
+            try:
+                self.family.check(shape)
+            except ValueError as error:
+                raise UserError(f"--eot {self.eot!r}: {error}") from None
         with torch.no_grad():
             probe = model(torch.zeros(1, *shape, device=device))
         if probe.dim() != 2:
@@ -394,7 +453,7 @@ class FingerprintMethod(ABC):
         for extra in ([*pools.surrogates, *pools.references] if pools else []):
             extra.eval()
         return Run(self.name, model, device, generator, n, shape, int(probe.shape[1]), pool,
-                   pools, progress)
+                   pools, progress, family=self.family, draws=self.eot_draws)
 
     def _collect(self, run: Run) -> Accepted:
         """Rounds of candidates until ``run.n`` pass :meth:`verify`, alone and as one batch."""
@@ -411,24 +470,36 @@ class FingerprintMethod(ABC):
             run.round += 1
             cand = self.candidates(run, size)
             run.tried += len(cand.labels)
-            ok = cand.accepted.to(run.device) & self.verify(run.model, cand.images, cand.labels)
+            ok = cand.accepted.to(run.device) & self.verify(run.model, cand.images, cand.labels,
+                                                            run)
             index = ok.nonzero().flatten()[:remaining]
             if len(index):
                 accepted.add(cand, index)
                 # the whole set in one batch, as a verifier sends it
                 accepted.keep(self.verify(run.model, accepted.images.to(run.device),
-                                          accepted.labels.to(run.device)).cpu())
+                                          accepted.labels.to(run.device), run).cpu())
             run.accepted = len(accepted)
             rate = max(len(accepted), 1) / max(run.tried, 1)
             run.report(0, 0)
         return accepted
 
     @torch.no_grad()
-    def verify(self, model: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
+    def verify(self, model: nn.Module, images: Tensor, labels: Tensor,
+               run: Run | None = None) -> Tensor:
         """Acceptance after quantisation: the target's label on the 8-bit image is ``labels``
-        with a top-1 margin of at least ``margin`` (bool [N])."""
-        logits = model(snap(images))
-        return (logits.argmax(1) == labels) & (top2_margin(logits) >= self.margin)
+        with a top-1 margin of at least ``margin`` (bool [N]); with a transform family, also
+        under at least ``eot_accept`` of ``eot_check_draws`` fresh draws of it (a generator of
+        their own, seeded from the run's seed, so the check replays)."""
+        quantised = snap(images)
+        logits = model(quantised)
+        ok = (logits.argmax(1) == labels) & (top2_margin(logits) >= self.margin)
+        if self.family is not None and len(images):
+            seed = (run.generator.initial_seed() if run is not None else 0) + 7919
+            generator = torch.Generator().manual_seed(seed)
+            views = self.family.views(quantised, self.eot_check_draws, generator)
+            hits = model(views).argmax(1).view(self.eot_check_draws, -1) == labels
+            ok &= hits.to(torch.float32).mean(0) >= self.eot_accept
+        return ok
 
     def _input_shape(self, given: Sequence[int] | None, pool: SeedPool | None,
                      target: dict[str, Any] | None) -> list[int]:

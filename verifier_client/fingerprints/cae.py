@@ -137,6 +137,31 @@ class CAE(FingerprintMethod):
         if not all(math.isfinite(w) and w >= 0 for w in (self.alpha, self.beta, self.gamma)):
             raise UserError("cae: alpha, beta and gamma must be finite and >= 0")
 
+    def _objective(self, run: Run, xq: Tensor, start: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The loss per candidate (pools thinned by dropout), the target's logits and the full
+        pools' conferrability per class, all averaged over the transform family's draws under
+        EOT (``Run.views``)."""
+        assert run.pools is not None
+        surrogates, references = run.pools.surrogates, run.pools.references
+        views = run.views(xq)
+        logits = run.model(views)
+        probs_s = [F.softmax(m(views), dim=1) for m in surrogates]
+        probs_r = [F.softmax(m(views), dim=1) for m in references]
+        keep_s = _dropout_mask(len(surrogates), self.dropout, run.generator)
+        keep_r = _dropout_mask(len(references), self.dropout, run.generator)
+        mean_s = torch.stack([p for p, k in zip(probs_s, keep_s, strict=True) if k]).mean(0)
+        mean_r = torch.stack([p for p, k in zip(probs_r, keep_r, strict=True) if k]).mean(0)
+        conf = conferrability(mean_s, mean_r)
+        seed_class = run.repeat(start)
+        if self.score == "label":  # the seed's own class does not count
+            conf = conf.scatter(1, seed_class[:, None], 0.0)
+        loss = (self.alpha * -torch.log(conf.max(1).values + _TINY)
+                - self.beta * F.cross_entropy(logits, seed_class, reduction="none")
+                + self.gamma * -(F.softmax(logits, 1) * torch.log(mean_s + _TINY)).sum(1))
+        with torch.no_grad():
+            full = conferrability(torch.stack(probs_s).mean(0), torch.stack(probs_r).mean(0))
+        return run.average(loss), run.average(logits.detach()), run.average(full)
+
     @property
     def grid_eps(self) -> float:
         """The radius on the 8-bit grid: ``floor(eps * 255) / 255``."""
@@ -145,7 +170,6 @@ class CAE(FingerprintMethod):
     def candidates(self, run: Run, count: int) -> Candidates:
         model, device = run.model, run.device
         assert run.pools is not None
-        surrogates, references = run.pools.surrogates, run.pools.references
         x0, truth, sources = run.next_seeds(count)
         if truth is None:
             raise UserError("cae needs seeds with their true labels")
@@ -169,22 +193,9 @@ class CAE(FingerprintMethod):
                 break
             x.requires_grad_(True)
             xq = snap_ste(x)
-            logits = model(xq)
-            probs_s = [F.softmax(m(xq), dim=1) for m in surrogates]
-            probs_r = [F.softmax(m(xq), dim=1) for m in references]
-            keep_s = _dropout_mask(len(surrogates), self.dropout, run.generator)
-            keep_r = _dropout_mask(len(references), self.dropout, run.generator)
-            mean_s = torch.stack([p for p, k in zip(probs_s, keep_s, strict=True) if k]).mean(0)
-            mean_r = torch.stack([p for p, k in zip(probs_r, keep_r, strict=True) if k]).mean(0)
-            conf = conferrability(mean_s, mean_r)
-            if self.score == "label":  # the seed's own class does not count
-                conf = conf.scatter(1, start[rows][:, None], 0.0)
-            loss = (self.alpha * -torch.log(conf.max(1).values + _TINY)
-                    - self.beta * F.cross_entropy(logits, start[rows], reduction="none")
-                    + self.gamma * -(F.softmax(logits, 1) * torch.log(mean_s + _TINY)).sum(1))
+            loss, logits, full = self._objective(run, xq, start[rows])
             (grad,) = torch.autograd.grad(loss.sum(), x)
             with torch.no_grad():
-                full = conferrability(torch.stack(probs_s).mean(0), torch.stack(probs_r).mean(0))
                 label = logits.argmax(1)
                 if self.score == "label":
                     reached = full.gather(1, label[:, None]).squeeze(1)

@@ -98,7 +98,8 @@ class IPGuard(FingerprintMethod):
         for step in range(self.steps + 1):
             x.requires_grad_(True)
             xq = snap_ste(x)
-            loss = ipguard_loss(model(xq), i, j, self.k)
+            loss = run.average(ipguard_loss(model(run.views(xq)), run.repeat(i), run.repeat(j),
+                                            self.k))
             done = (loss == 0).detach()
             out[rows] = xq.detach()  # the latest 8-bit image of every active candidate
             converged[rows[done]] = True

@@ -78,7 +78,7 @@ class RCE(VCE):
         x = x.detach().requires_grad_(True)
         total = torch.zeros_like(x)
         for _ in range(self.q):
-            logits = functional_call(run.model, self.perturbed_parameters(run), (x,))
-            loss = F.cross_entropy(logits, y, reduction="sum")
+            logits = functional_call(run.model, self.perturbed_parameters(run), (run.views(x),))
+            loss = run.average(F.cross_entropy(logits, run.repeat(y), reduction="none")).sum()
             total += torch.autograd.grad(loss, x)[0]
         return total / self.q

@@ -62,10 +62,11 @@ class VCE(FingerprintMethod):
         return uniform((count, *run.input_shape), run.generator, run.device)
 
     def _gradient(self, run: Run, x: Tensor, y: Tensor) -> Tensor:
-        """Input gradient of the summed cross-entropy towards ``y`` on the target."""
+        """Input gradient of the summed cross-entropy towards ``y`` on the target (averaged
+        over the transform family's draws under EOT)."""
         x = x.detach().requires_grad_(True)
-        loss = F.cross_entropy(run.model(x), y, reduction="sum")
-        return torch.autograd.grad(loss, x)[0]
+        loss = F.cross_entropy(run.model(run.views(x)), run.repeat(y), reduction="none")
+        return torch.autograd.grad(run.average(loss).sum(), x)[0]
 
     def _project(self, x: Tensor) -> Tensor:
         """After each step: back into the feasible set (here: the [0, 1] box)."""
