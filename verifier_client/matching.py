@@ -20,6 +20,7 @@ from torch import Tensor
 
 from models.errors import UserError
 from verifier_client.fingerprint_set import FingerprintSet
+from verifier_client.votes import vote_outcomes
 
 
 class _Predicts(Protocol):
@@ -74,24 +75,30 @@ def _describe(transform: Transform | None) -> dict[str, Any] | None:
 
 def match_outcomes(model: _Predicts | LogitsFn, fset: FingerprintSet,
                    transform: Transform | None = None, repeats: int = 1,
-                   seed: int = 0) -> Tensor:
+                   seed: int = 0, votes: int = 1) -> Tensor:
     """Which fingerprints ``model`` (behind ``transform``) matches in each of ``repeats`` repeats:
-    bool ``[repeats, N]``. Every repeat is one batch of all N samples with fresh transform draws
-    from one generator seeded by ``seed``, so (set, model, transform, seed) replays exactly."""
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise UserError(f"repeats must be an integer >= 1, got {repeats!r}")
+    bool ``[repeats, N]``. Every query is one batch of all N samples with fresh transform draws
+    from one generator seeded by ``seed``, so (set, model, transform, seed) replays exactly.
+    With ``votes`` K, a repeat is K queries and scores each fingerprint's modal label (a
+    majority vote; K x the queries)."""
+    for value, name in ((repeats, "repeats"), (votes, "votes")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f"{name} must be an integer >= 1, got {value!r}")
     labels_of = _labels_fn(model)
     generator = torch.Generator().manual_seed(seed)
     images, expected = fset.images, fset.labels
     outcomes = []
     for _ in range(repeats):
-        batch = images if transform is None else transform(images, generator=generator)
-        with torch.inference_mode():
-            predicted = labels_of(batch).detach().cpu().to(torch.int64).flatten()
-        if predicted.shape != expected.shape:
-            raise UserError(f"the model returned {predicted.numel()} labels for {len(fset)} "
-                            "fingerprints")
-        outcomes.append(predicted == expected)
+        answers = []
+        for _ in range(votes):
+            batch = images if transform is None else transform(images, generator=generator)
+            with torch.inference_mode():
+                predicted = labels_of(batch).detach().cpu().to(torch.int64).flatten()
+            if predicted.shape != expected.shape:
+                raise UserError(f"the model returned {predicted.numel()} labels for "
+                                f"{len(fset)} fingerprints")
+            answers.append(predicted.numpy())
+        outcomes.append(torch.from_numpy(vote_outcomes(answers, expected.numpy(), votes)[0]))
     return torch.stack(outcomes)
 
 

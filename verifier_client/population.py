@@ -27,8 +27,9 @@ Outcomes = dict[str, dict[str, np.ndarray]]  # model -> method -> bool [repeats,
 
 
 def local_outcomes(entry: Entry, sets: Sequence[FingerprintSet], repeats: int,
-                   seed: int = 0) -> dict[str, np.ndarray]:
-    """``method -> bool [repeats, N]`` for one entry, in-process behind its preprocessing."""
+                   seed: int = 0, votes: int = 1) -> dict[str, np.ndarray]:
+    """``method -> bool [repeats, N]`` for one entry, in-process behind its preprocessing
+    (with ``votes`` K, each repeat scores the modal label of K queries)."""
     from models.runtime import load_predictor
     from models.transforms import build_transform
     from verifier_client.matching import match_outcomes
@@ -47,14 +48,15 @@ def local_outcomes(entry: Entry, sets: Sequence[FingerprintSet], repeats: int,
             once = match_outcomes(predictor, fset, None, 1, seed).numpy()
             found[fset.method] = np.repeat(once, repeats, axis=0)
         else:
-            found[fset.method] = match_outcomes(predictor, fset, transform, repeats,
-                                                seed).numpy()
+            found[fset.method] = match_outcomes(predictor, fset, transform, repeats, seed,
+                                                votes).numpy()
     return found
 
 
 async def _remote(url: str, names: Sequence[str], sets: Sequence[FingerprintSet],
-                  repeats: int, on_model: Callable[[str], None]) -> Outcomes:
+                  repeats: int, on_model: Callable[[str], None], votes: int = 1) -> Outcomes:
     from verifier_client.oip_client import OIPClient
+    from verifier_client.votes import vote_outcomes
 
     found: Outcomes = {}
     async with OIPClient(url, concurrency=8) as client:
@@ -62,20 +64,20 @@ async def _remote(url: str, names: Sequence[str], sets: Sequence[FingerprintSet]
         for name in names:
             meta = await client.model_metadata(name)
             results = await client.repeat([client.prepare(meta, s.images) for s in sets],
-                                          repeats)
+                                          repeats * votes)
             found[name] = {}
             for fset, result in zip(sets, results, strict=True):
                 if result.failures:
                     raise UserError(f"{name}: {len(result.failures)} of {repeats} queries for "
                                     f"{fset.name} failed ({result.failures[-1]})")
-                expected = fset.labels_array
-                found[name][fset.method] = np.stack([a == expected for a in result.answers])
+                found[name][fset.method] = vote_outcomes(result.answers, fset.labels_array,
+                                                         votes)
             on_model(name)
     return found
 
 
 def measure(zoo: Path, names: Sequence[str], sets: Sequence[FingerprintSet], repeats: int,
-            *, seed: int = 0, via_server: bool = False,
+            *, seed: int = 0, via_server: bool = False, votes: int = 1,
             on_model: Callable[[str], None] | None = None) -> Outcomes:
     """Outcomes of every named entry of ``zoo`` on every set (see the module docstring)."""
     tick = on_model or (lambda name: None)
@@ -83,10 +85,10 @@ def measure(zoo: Path, names: Sequence[str], sets: Sequence[FingerprintSet], rep
         from verifier_client.local_server import LocalServer
 
         with LocalServer(zoo, "--models", ",".join(names), threads=2) as server:
-            return asyncio.run(_remote(server.url, names, sets, repeats, tick))
+            return asyncio.run(_remote(server.url, names, sets, repeats, tick, votes))
     found: Outcomes = {}
     for name in names:
-        found[name] = local_outcomes(Entry.load(zoo / name), sets, repeats, seed)
+        found[name] = local_outcomes(Entry.load(zoo / name), sets, repeats, seed, votes)
         tick(name)
     return found
 

@@ -28,7 +28,8 @@ from verifier_client.roc import (
 def roc_study(zoo: Path, fingerprints: Path | None = None, *, repeats: int = 20,
               via_server: bool = False, fingerprint_budgets: Sequence[int] = FINGERPRINT_BUDGETS,
               repeat_budgets: Sequence[int] = REPEAT_BUDGETS, subsamples: int = 20,
-              seed: int = 0, progress: bool = True) -> tuple[dict[str, Any], Outcomes]:
+              seed: int = 0, progress: bool = True,
+              votes: int = 1) -> tuple[dict[str, Any], Outcomes]:
     """Measure every entry of the manifest and build the report (see ``verifier_client.roc``)."""
     from models.zoo import load_manifest
 
@@ -41,7 +42,8 @@ def roc_study(zoo: Path, fingerprints: Path | None = None, *, repeats: int = 20,
     check_budgets(n, repeats, fingerprint_budgets, repeat_budgets)
     names = [*calibration, *heldout, *(m for ms in categories.values() for m in ms)]
     started = time.perf_counter()
-    outcomes = _measure_with_progress(zoo, names, sets, repeats, seed, via_server, progress)
+    outcomes = _measure_with_progress(zoo, names, sets, repeats, seed, via_server, progress,
+                                      votes)
     methods = {}
     for fset in sets:
         per_model = {name: outcomes[name][fset.method] for name in names}
@@ -53,10 +55,13 @@ def roc_study(zoo: Path, fingerprints: Path | None = None, *, repeats: int = 20,
                                      fingerprint_budgets, repeat_budgets, subsamples, seed)}
     report = {
         "zoo": str(zoo), "manifest_sha256": manifest.sha256, "via_server": via_server,
-        "repeats": repeats, "seed": seed, "code_version": code_version(), "time": utc_now(),
+        "repeats": repeats, "votes": votes, "queries_per_model": repeats * votes * sum(
+            s.n for s in sets), "seed": seed, "code_version": code_version(), "time": utc_now(),
         "seconds": round(time.perf_counter() - started, 1),
         "fingerprints": [{"method": s.method, "file": s.name, "sha256": s.sha256, "n": s.n,
-                          "seed": s.metadata.get("seed")} for s in sets],
+                          "seed": s.metadata.get("seed"), "eot": s.metadata.get("eot"),
+                          "generation_seconds": s.metadata.get("generation_seconds")}
+                         for s in sets],
         "roles": {"calibration-negative": calibration, "heldout-negative": heldout,
                   "positive": categories},
         "fingerprint_budgets": list(fingerprint_budgets),
@@ -65,7 +70,8 @@ def roc_study(zoo: Path, fingerprints: Path | None = None, *, repeats: int = 20,
 
 
 def _measure_with_progress(zoo: Path, names: Sequence[str], sets: Sequence[Any], repeats: int,
-                           seed: int, via_server: bool, progress: bool) -> Outcomes:
+                           seed: int, via_server: bool, progress: bool,
+                           votes: int = 1) -> Outcomes:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -73,7 +79,7 @@ def _measure_with_progress(zoo: Path, names: Sequence[str], sets: Sequence[Any],
                   TimeElapsedColumn(), console=Console(stderr=True), transient=True,
                   disable=not progress) as bar:
         task = bar.add_task("measure the population", total=len(names))
-        return measure(zoo, names, sets, repeats, seed=seed, via_server=via_server,
+        return measure(zoo, names, sets, repeats, seed=seed, via_server=via_server, votes=votes,
                        on_model=lambda name: bar.advance(task))
 
 
@@ -90,7 +96,9 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [f"Population: {len(roles['calibration-negative'])} calibration negatives, "
              f"{len(roles['heldout-negative'])} held-out negatives, "
              f"{sum(len(v) for v in roles['positive'].values())} positives; "
-             f"{report['repeats']} repeats, "
+             f"{report['repeats']} repeats"
+             + (f" of {report['votes']} votes each" if report.get("votes", 1) > 1 else "")
+             + ", "
              f"{'through a real server' if report['via_server'] else 'in-process'}; "
              f"manifest sha256 {report['manifest_sha256'][:12]}.", "",
              "ROC-AUC against the held-out negatives (95% bootstrap interval over models):", "",

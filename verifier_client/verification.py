@@ -52,6 +52,7 @@ from verifier_client.oip_client import (
     ServerUnreachableError,
 )
 from verifier_client.verdict import DEFAULT_ALPHA, check_calibration_size
+from verifier_client.votes import vote_outcomes
 
 __all__ = [
     "NO_VERDICT",
@@ -75,7 +76,8 @@ DEFAULT_MIN_SUCCESS = 0.9
 class VerifyOptions:
     """How verification decides: family-wise ``alpha``, which p-value decides, the share of
     planned repeats that must be answered, the bootstrap seed, repeats per round, the query
-    budget (``None``: one round) and the legacy threshold rule."""
+    budget (``None``: one round), the legacy threshold rule, and ``votes``: each repeat asks
+    every fingerprint K times and scores its modal label (K x the queries)."""
 
     alpha: float = DEFAULT_ALPHA
     decide_by: str = "parametric"
@@ -84,19 +86,22 @@ class VerifyOptions:
     repeats: int = 20
     budget: int | None = None
     rule: str | None = None
+    votes: int = 1
 
     def check(self, sets: Sequence[FingerprintSet],
               entries: dict[str, dict[str, Any]]) -> None:
         """``UserError`` (one line) for settings the sets or the calibration cannot support."""
-        if self.repeats < 1:
-            raise UserError(f"repeats must be >= 1; got {self.repeats}")
+        if self.repeats < 1 or self.votes < 1:
+            raise UserError(f"repeats and votes must be >= 1; got {self.repeats} and "
+                            f"{self.votes}")
         if not 0.0 < self.min_success <= 1.0:
             raise UserError(f"min_success must be in (0, 1]; got {self.min_success}")
-        one_round = sum(fset.n for fset in sets)
-        if self.budget is not None and self.budget < one_round * self.repeats:
+        one_round = sum(fset.n for fset in sets) * self.repeats * self.votes
+        if self.budget is not None and self.budget < one_round:
+            votes = f" x {self.votes} votes" if self.votes > 1 else ""
             raise UserError(f"a budget of {self.budget} queries cannot pay for one round "
-                            f"({self.repeats} repeat(s) of every set = "
-                            f"{one_round * self.repeats} queries)")
+                            f"({self.repeats} repeat(s){votes} of every set = {one_round} "
+                            "queries)")
         smallest = min(len(entry["independent_rates"]) for entry in entries.values())
         check_calibration_size(smallest, self.alpha, len(sets), self.decide_by)
 
@@ -150,10 +155,11 @@ class Tally:
     requested: int = 0
     pending: Repeats | None = None
 
-    def settle(self, expected: np.ndarray) -> None:
-        """Move the round in progress (``pending``) into the tally."""
+    def settle(self, expected: np.ndarray, votes: int = 1) -> None:
+        """Move the round in progress (``pending``) into the tally (with ``votes`` K, every K
+        answers are one repeat scoring the modal labels)."""
         if self.pending is not None:
-            self.outcomes.extend(answer == expected for answer in self.pending.answers)
+            self.outcomes.extend(vote_outcomes(self.pending.answers, expected, votes))
             self.failures.extend(self.pending.failures)
             self.pending = None
 
@@ -195,17 +201,19 @@ async def _query_rounds(client: OIPClient, model: str, sets: Sequence[Fingerprin
         for index, pending in zip(todo, results, strict=True):
             tallies[index].requested += options.repeats
             tallies[index].pending = pending  # kept if an outage ends the round part-way
-        await client.repeat([prepared[i] for i in todo], options.repeats, tick, into=results)
+        await client.repeat([prepared[i] for i in todo], options.repeats * options.votes, tick,
+                            into=results)
         for index in todo:
-            tallies[index].settle(sets[index].labels_array)
-            spent += options.repeats * sets[index].n
+            tallies[index].settle(sets[index].labels_array, options.votes)
+            spent += options.repeats * options.votes * sets[index].n
         state["rounds"] += 1
         if options.budget is None or any(not t.outcomes for t in tallies):
             break
         rows, _ = _rows(sets, entries, tallies, options)
         todo = [i for i, row in enumerate(rows)
                 if row["verdict"] == "inconclusive" and not row["saturated"]]
-        if spent + sum(options.repeats * sets[i].n for i in todo) > options.budget:
+        if spent + sum(options.repeats * options.votes * sets[i].n for i in todo) > \
+                options.budget:
             break
 
 
@@ -244,17 +252,18 @@ def verify(url: str, model: str, sets: Sequence[FingerprintSet], calibration: di
         "wall_seconds": wall, "client_seconds": cpu,
         "client_cpu_fraction": cpu / wall if wall > 0 else 0.0,
         "calibration_created": calibration.get("created"), "seed": options.seed,
-        "min_success": options.min_success}
+        "min_success": options.min_success, "votes": options.votes}
     missing = _missing_data(sets, tallies, options.min_success, stopped)
     if missing is not None:
         report.update(methods=[_accounting(s, t) for s, t in zip(sets, tallies, strict=True)],
                       queries=sum(len(t.outcomes) * s.n for s, t in zip(sets, tallies,
-                                                                         strict=True)),
+                                                                         strict=True))
+                      * options.votes,
                       overall={"verdict": NO_VERDICT, "reason": missing, "alpha": options.alpha})
     else:
         rows, overall = _rows(sets, entries, tallies, options)
         report.update(methods=rows, overall=overall,
-                      queries=sum(row["repeats"] * row["n"] for row in rows))
+                      queries=sum(row["repeats"] * row["n"] for row in rows) * options.votes)
     report["queries_used"] = report["queries"]
     report["queries_per_second"] = report["queries"] / wall if wall > 0 else 0.0
     return report
@@ -274,7 +283,7 @@ def _run(url: str, model: str, sets: Sequence[FingerprintSet],
                 await _query_rounds(client, model, sets, entries, options, tick, state)
             except ServerUnreachableError as error:
                 for tally, fset in zip(state["tallies"], sets, strict=True):
-                    tally.settle(fset.labels_array)
+                    tally.settle(fset.labels_array, options.votes)
                 if not any(t.outcomes for t in state["tallies"]):
                     raise  # nothing came in: the run could not start
                 state["stopped"] = str(error)
@@ -289,7 +298,7 @@ def _run(url: str, model: str, sets: Sequence[FingerprintSet],
         with Progress("[progress.description]{task.description}", BarColumn(),
                       MofNCompleteColumn(), TimeElapsedColumn(), transient=True,
                       console=Console(stderr=True)) as bar:
-            total = options.repeats * len(sets)
+            total = options.repeats * options.votes * len(sets)
             task = bar.add_task(f"verify {model}", total=total)
 
             def tick() -> None:

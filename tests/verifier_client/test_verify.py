@@ -337,3 +337,37 @@ def test_a_server_that_dies_gives_no_verdict_not_a_silent_one(
     err = capsys.readouterr().err
     assert code == 2 and "cannot reach an inference server" in err  # nothing ever answered
     assert not out.exists()
+
+
+def test_votes_and_adaptive_verification(owner: dict[str, Path], served_repo: Path,
+                                         tmp_path: Path, capsys) -> None:
+    """--votes K asks K times per repeat; --adaptive probes first and switches to the EOT sets
+    (here the same files, to check the switch) and their votes only behind a randomized front."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(served_repo / "plain-copy", repo / "plain-copy")
+    shutil.copytree(served_repo / "plain-copy", repo / "csrp-copy")
+    config = json.loads((repo / "csrp-copy" / "config.json").read_text())
+    config.update(name="csrp-copy", preprocessing={"name": "csrp", "sigma": 1.16, "p": 3})
+    (repo / "csrp-copy" / "config.json").write_text(json.dumps(config))
+    with LocalServer(repo, "--seed", "1") as server:
+        voted = run_verify(server.url, "csrp-copy", owner,
+                           options=VerifyOptions(repeats=2, votes=3))
+        assert voted["votes"] == 3 and voted["queries_used"] == 2 * 3 * 2 * 50
+        assert all(row["repeats"] == 2 for row in voted["methods"])
+        reports = {}
+        for model in ("csrp-copy", "plain-copy"):
+            out = tmp_path / f"{model}.json"
+            code = main(["verify", "--url", server.url, "--model", model, "--fingerprints",
+                         str(owner["sets"]), "--calibration", str(owner["calibration"]),
+                         "--repeats", "2", "--adaptive", "--eot-fingerprints",
+                         str(owner["sets"]), "--eot-calibration", str(owner["calibration"]),
+                         "--eot-votes", "3", "--json", str(out), "--no-progress"])
+            assert code == 0, capsys.readouterr().err
+            reports[model] = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert "randomized front detected" in printed and "no randomness detected" in printed
+    assert reports["csrp-copy"]["adaptive"]["randomized"] and reports["csrp-copy"]["votes"] == 3
+    assert not reports["plain-copy"]["adaptive"]["randomized"]
+    assert reports["plain-copy"]["votes"] == 1

@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="repeats, for the budget curve (default 1,5,20)")
     p.add_argument("--subsamples", type=positive_int, default=20,
                    help="seeded fingerprint subsets per budget (default 20)")
+    p.add_argument("--votes", type=positive_int, default=1, metavar="K",
+                   help="score each fingerprint's modal label over K queries per repeat "
+                        "(default 1)")
     p.add_argument("--via-server", action="store_true",
                    help="query a real server on 127.0.0.1 instead of in-process")
     p.add_argument("--seed", type=int, default=0, help="transform draws, subsets, bootstrap")
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                                  via_server=args.via_server,
                                  fingerprint_budgets=args.fingerprint_budgets,
                                  repeat_budgets=args.repeat_budgets, subsamples=args.subsamples,
-                                 seed=args.seed, progress=not args.quiet)
+                                 seed=args.seed, progress=not args.quiet, votes=args.votes)
     write_outputs(report, outcomes, args.out)
     print(to_markdown(report))
     print(f"{report['seconds']} s; wrote {args.out}/roc.{{json,md,csv,png}}, budget.png, "

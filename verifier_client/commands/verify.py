@@ -81,6 +81,24 @@ def client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             "retry": RetryPolicy(attempts=args.retries + 1, backoff_s=args.backoff)}
 
 
+def probe_front(url: str, model: str, client_options: dict[str, Any]) -> dict[str, Any]:
+    """``probe`` the suspect: is a randomized preprocessing in front of it? The decision of
+    ``--adaptive``, with the probe's statistics and one line saying what follows."""
+    from verifier_client.probe import DETECTED, probe
+
+    result = probe(url, model, **client_options)
+    randomized = result["conclusion"] == DETECTED
+    message = (f"probe: randomized front detected (label flip rate {result['flip_rate']:.3f} "
+               f"on {result['inputs']} inputs x {result['trials']} trials): verifying with the "
+               "EOT sets and majority votes" if randomized else
+               f"probe: no randomness detected ({result['answers']} answers): verifying with "
+               "the plain sets")
+    return {"randomized": randomized, "message": message,
+            "probe_queries": result["answers"], "probe": {
+                k: result[k] for k in ("flip_rate", "flip_rate_ci95", "inputs", "trials",
+                                       "conclusion")}}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("verify", help="verify a remote label-only model with fingerprints",
                               description=__doc__, epilog=EXAMPLES,
@@ -105,6 +123,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="share of planned repeats that must be answered for a verdict "
                         f"(default {DEFAULT_MIN_SUCCESS})")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap interval")
+    p.add_argument("--votes", type=positive_int, default=1, metavar="K",
+                   help="ask every fingerprint K times per repeat and score its modal label "
+                        "(K x the queries; default 1)")
+    adaptive = p.add_argument_group("adaptive verification")
+    adaptive.add_argument("--adaptive", action="store_true",
+                          help="probe the front first; if it is randomized, verify with the "
+                               "EOT sets, their calibration and --eot-votes, and say so")
+    adaptive.add_argument("--eot-fingerprints", nargs="+", default=None, metavar="FILE_OR_DIR",
+                          help="EOT fingerprint sets (default: zoo/fingerprints-eot)")
+    adaptive.add_argument("--eot-calibration", default=None, metavar="FILE",
+                          help="their calibration (default: zoo/calibration-eot.json)")
+    adaptive.add_argument("--eot-votes", type=positive_int, default=5, metavar="K",
+                          help="votes when the front is randomized (default 5)")
     p.add_argument("--rule", choices=RULES, default=None,
                    help="threshold rule of the legacy threshold verdict column")
     p.add_argument("--json", dest="json_out", type=output_file, default=None, metavar="FILE",
@@ -118,11 +149,21 @@ def run(args: argparse.Namespace) -> int:
     options = client_kwargs(args)
     sets = load_sets(args.fingerprints)
     calibration = load_calibration(args.calibration)
+    votes, adaptive = args.votes, None
+    if args.adaptive:
+        eot_sets = load_sets(args.eot_fingerprints or ["zoo/fingerprints-eot"])
+        eot_calibration = load_calibration(args.eot_calibration or "zoo/calibration-eot.json")
+        adaptive = probe_front(args.url, args.model, options)
+        if adaptive["randomized"]:
+            sets, calibration, votes = eot_sets, eot_calibration, args.eot_votes
+        print(adaptive["message"], flush=True)
     decision = VerifyOptions(alpha=args.alpha, decide_by=args.decide_by,
                              min_success=args.min_success, seed=args.seed, repeats=args.repeats,
-                             budget=args.budget, rule=args.rule)
+                             budget=args.budget, rule=args.rule, votes=votes)
     report = verify(args.url, args.model, sets, calibration, options=decision,
                     show_progress=not args.no_progress, **options)
+    if adaptive is not None:
+        report["adaptive"] = adaptive
     print_report(report)
     if args.json_out:
         write_report(args.json_out, report)

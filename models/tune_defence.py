@@ -1,0 +1,237 @@
+"""The pirate's answer to an adaptive owner: sweep a defence's settings against a fingerprint
+suite and keep the Pareto front of accuracy as served against the owner's best matching rate.
+
+Every point is the stolen model behind one setting of a registered transform (the data-free
+pirate), or a zoo entry behind its own preprocessing (e.g. a CSRP pirate fine-tuned on 5% of
+the data). Per point:
+
+* ``accuracy``: top-1 as served (behind the transform, fresh per-sample draws) on the first
+  ``samples`` test images, mean over ``acc_repeats`` draws;
+* per fingerprint suite (e.g. the owner's plain sets and EOT sets) and per number of votes K
+  (the owner asks every fingerprint K times and scores the modal label): each set's mean
+  matching rate over ``repeats`` repeats, and the *best* one (what the owner would use).
+
+A point is on the front of a (suite, votes) when no other point has at least its accuracy and
+at most its best matching rate, one of them strictly. The fingerprint sets are read from their
+files (docs/design.md 3.4: safetensors ``images`` and ``labels``; never a pickle).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.adapt import accuracy_under
+from models.atomic import write_bytes, write_json, write_text
+from models.datasets import load_dataset
+from models.errors import UserError
+from models.provenance import code_version, utc_now
+from models.repository import Entry
+from models.runtime import load_predictor
+from models.transforms import build_transform, transform_class
+from models.voting import modal_labels
+
+SET_FORMAT = "csrp-fingerprint-set"
+
+
+def read_set(path: Path) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """``(method, images, labels)`` of a fingerprint set file."""
+    from safetensors import SafetensorError, safe_open
+
+    from models.repository import refuse_pickles
+
+    if not path.is_file():
+        raise UserError(f"{path}: fingerprint set file not found")
+    refuse_pickles(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+            if header.get("format") != SET_FORMAT:
+                raise UserError(f"{path}: not a fingerprint set (no {SET_FORMAT!r} header)")
+            metadata = json.loads(header.get("metadata") or "{}")
+            images, labels = handle.get_tensor("images"), handle.get_tensor("labels")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UserError(f"{path}: not a readable fingerprint set ({error})") from None
+    return str(metadata.get("method") or path.stem), images, labels
+
+
+def read_suite(items: Sequence[str | Path]) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """Every set in the files or folders ``items``."""
+    paths: list[Path] = []
+    for item in map(Path, items):
+        paths += sorted(item.glob("*.safetensors")) if item.is_dir() else [item]
+    if not paths:
+        raise UserError(f"no fingerprint sets in {', '.join(map(str, items))}")
+    return [read_set(p) for p in paths]
+
+
+def grid_points(name: str, grid: dict[str, list[Any]],
+                input_shape: Sequence[int]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The specs of every grid setting of transform ``name`` that fits the input, and why the
+    others were skipped."""
+    cls = transform_class(name)
+    options = {o.name for o in cls.options}
+    unknown = sorted(set(grid) - options)
+    if unknown:
+        raise UserError(f"{name} has no option {', '.join(unknown)}; its options: "
+                        f"{', '.join(sorted(options))}")
+    keys = list(grid)
+    specs, skipped = [], []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        spec = {"name": name, **dict(zip(keys, values, strict=True))}
+        try:
+            transform = build_transform(spec)
+            assert transform is not None
+            transform.check_fits(input_shape)
+        except (ValueError, TypeError) as error:
+            skipped.append(f"{spec}: {error}")
+            continue
+        specs.append(transform.spec())
+    if not specs:
+        raise UserError(f"no grid setting of {name} fits {list(input_shape)} images")
+    return specs, skipped
+
+
+def matching(predictor: Any, spec: dict[str, Any] | None,
+             suite: Sequence[tuple[str, torch.Tensor, torch.Tensor]], repeats: int, votes: int,
+             seed: int) -> dict[str, float]:
+    """Mean matching rate per set of the predictor behind ``spec`` (modal labels over
+    ``votes`` draws per repeat)."""
+    transform = build_transform(spec)
+    if transform is not None:
+        transform.set_kernel("eager")
+    generator = torch.Generator().manual_seed(seed)
+    rates = {}
+    for method, images, labels in suite:
+        hits = []
+        for _ in range(repeats if transform is not None else 1):
+            answers = []
+            for _ in range(votes if transform is not None else 1):
+                batch = images if transform is None else transform(images, generator)
+                answers.append(predictor.predict(batch).numpy())
+            hits.append(float((modal_labels(np.stack(answers)) == labels.numpy()).mean()))
+        rates[method] = float(np.mean(hits))
+    return rates
+
+
+def pareto(points: Sequence[dict[str, Any]], key: str) -> list[int]:
+    """Indices of the points on the front: higher ``accuracy``, lower ``best[key]``."""
+    front = []
+    for i, p in enumerate(points):
+        dominated = any(q["accuracy"] >= p["accuracy"] and q["best"][key] <= p["best"][key]
+                        and (q["accuracy"] > p["accuracy"] or q["best"][key] < p["best"][key])
+                        for j, q in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i]["accuracy"])
+
+
+def tune_defence(model: Path, transform: str, grid: dict[str, list[Any]],
+                 suites: dict[str, Sequence[str | Path]], *, entries: Sequence[Path] = (),
+                 votes: Sequence[int] = (1,), repeats: int = 10, samples: int = 2000,
+                 acc_repeats: int = 2, seed: int = 0) -> dict[str, Any]:
+    """Sweep and measure every point (see the module docstring); the JSON-ready report."""
+    started = time.perf_counter()
+    target = Entry.load(model)
+    specs, skipped = grid_points(transform, grid, target.config.input_shape)
+    loaded = {name: read_suite(items) for name, items in suites.items()}
+    test = load_dataset(target.config.dataset, "test").take(samples)
+    candidates = [(f"{transform} " + ", ".join(f"{k}={v}" for k, v in s.items() if k != "name"),
+                   target, s) for s in specs]
+    candidates += [(e.name, e, e.config.preprocessing) for e in map(Entry.load, entries)]
+    points = []
+    for label, entry, spec in candidates:
+        predictor = load_predictor(entry)
+        point: dict[str, Any] = {
+            "point": label, "model": entry.name, "transform": spec,
+            "fine_tuned": entry.config.lineage.modification.startswith("adapt-"),
+            "accuracy": round(accuracy_under(predictor.logits, test, spec, acc_repeats,
+                                             seed).top1, 4), "rates": {}, "best": {}}
+        for (suite, sets), k in itertools.product(loaded.items(), votes):
+            rates = matching(predictor, spec, sets, repeats, k, seed)
+            key = f"{suite}, {k} vote{'s' if k > 1 else ''}"
+            point["rates"][key] = {m: round(r, 4) for m, r in rates.items()}
+            point["best"][key] = round(max(rates.values()), 4)
+        points.append(point)
+    keys = list(points[0]["best"])
+    return {"model": str(model), "transform": transform, "grid": grid, "skipped": skipped,
+            "suites": {name: [str(i) for i in items] for name, items in suites.items()},
+            "votes": list(votes), "repeats": repeats, "samples": len(test),
+            "acc_repeats": acc_repeats, "seed": seed, "points": points,
+            "fronts": {key: pareto(points, key) for key in keys},
+            "seconds": round(time.perf_counter() - started, 1), "time": utc_now(),
+            "code_version": code_version()}
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    keys = list(report["fronts"])
+    lines = [f"Defence sweep of {report['model']} ({report['transform']}): top-1 as served on "
+             f"{report['samples']} test images; the owner's best matching rate over each suite "
+             f"({report['repeats']} repeats). * = on that column's Pareto front.", "",
+             "| point | accuracy | " + " | ".join(keys) + " |",
+             "|---|---:|" + "---:|" * len(keys)]
+    for index, point in enumerate(report["points"]):
+        cells = [f"{point['best'][k]:.2f}{' *' if index in report['fronts'][k] else ''}"
+                 for k in keys]
+        lines.append(f"| {point['point']} | {point['accuracy']:.3f} | " + " | ".join(cells)
+                     + " |")
+    if report["skipped"]:
+        lines += ["", f"{len(report['skipped'])} grid setting(s) skipped: they do not fit the "
+                  "input (e.g. " + report["skipped"][0] + ")"]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(report: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    keys = list(report["fronts"])
+    writer.writerow(["point", "model", "fine_tuned", "accuracy", *keys])
+    for point in report["points"]:
+        writer.writerow([point["point"], point["model"], point["fine_tuned"], point["accuracy"],
+                         *(point["best"][k] for k in keys)])
+    return buffer.getvalue()
+
+
+def plot(report: dict[str, Any]) -> bytes:
+    """Accuracy as served against the owner's best matching rate, one colour per owner."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7.5, 5))
+    for key, front in report["fronts"].items():
+        xs = [p["best"][key] for p in report["points"]]
+        ys = [p["accuracy"] for p in report["points"]]
+        dots = axes.scatter(xs, ys, s=18, alpha=0.5, label=f"owner: {key}")
+        fx = [report["points"][i]["best"][key] for i in front]
+        fy = [report["points"][i]["accuracy"] for i in front]
+        axes.plot(fx, fy, "-", color=dots.get_facecolor()[0], alpha=0.9)
+    axes.set(xlabel="owner's best matching rate (lower: harder to prove theft)",
+             ylabel="top-1 as served (pirate's accuracy)",
+             title="Arms race: defence settings against the owner's fingerprints")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def write_outputs(report: dict[str, Any], out: Path) -> list[Path]:
+    paths = [out / f"tune_defence.{ext}" for ext in ("json", "md", "csv", "png")]
+    write_json(paths[0], report)
+    write_text(paths[1], to_markdown(report))
+    write_text(paths[2], to_csv(report))
+    write_bytes(paths[3], plot(report))
+    return paths
