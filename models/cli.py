@@ -1,4 +1,4 @@
-"""``python -m models <command>``: train, export, modify (int8, prune, ftal), adapt, evaluate.
+"""``python -m models <command>``: train, modify, adapt, evaluate, export, info, zoo, tune-defence.
 
 Each command lives in ``models/commands/<name>.py`` exposing ``register(subparsers)``.
 """

@@ -17,12 +17,13 @@ import pkgutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
 
+from models.config import CONFIG_FILE, validate_model_name
 from models.errors import UserError
-from models.repository import CONFIG_FILE, validate_model_name
 
 # --------------------------------------------------------------------------------------------
 # the CLI shape
@@ -67,6 +68,47 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
 
 def print_json(obj: object) -> None:
     print(json.dumps(obj, indent=2))
+
+
+def print_rich(renderable: Any, console: Any = None) -> None:
+    """Print a rich table (or any renderable): as is on a terminal; piped or redirected, as
+    plain text without the padding rich adds at line ends."""
+    from rich.console import Console
+
+    console = console or Console()
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    print("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+
+@dataclass(frozen=True)
+class Example:
+    """An example command line shown in --help. ``cheap`` ones run as printed on the shipped
+    zoo in seconds; the test of the help texts runs them for real, and parses every other."""
+
+    command: str
+    cheap: bool = False
+    note: str = ""
+
+
+def examples_epilog(examples: Sequence[Example], footer: str = "") -> str:
+    """The --help epilog: every example (wrapped for the terminal), then ``footer``."""
+    lines = ["examples:"]
+    for example in examples:
+        lines.append(f"  {example.command}" + (f"    # {example.note}" if example.note else ""))
+    return "\n".join(lines) + (f"\n\n{footer}" if footer else "")
+
+
+def add_command(subparsers: argparse._SubParsersAction, name: str, summary: str,
+                description: str, examples: Sequence[Example],
+                footer: str = "") -> argparse.ArgumentParser:
+    """A sub-command with its one-line summary, description and examples (see --help)."""
+    return subparsers.add_parser(name, help=summary, description=description,
+                                 epilog=examples_epilog(examples, footer),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,6 +157,37 @@ def output_dir(value: str) -> Path:
 # --------------------------------------------------------------------------------------------
 # argument types
 # --------------------------------------------------------------------------------------------
+
+
+class CommaList(argparse.Action):
+    """A list flag that takes every spelling: ``--x a,b``, ``--x a b`` and ``--x a --x b`` all
+    give ``[a, b]`` (comma-separated is the documented form). ``item`` converts each value."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str,
+                 item: Callable[[str], Any] = str, **kwargs: Any) -> None:
+        kwargs.setdefault("nargs", "+")
+        super().__init__(option_strings, dest, **kwargs)
+        self.item = item
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        current = getattr(namespace, self.dest, None)
+        items = [] if current is None or current is self.default else list(current)
+        for value in values if isinstance(values, list) else [values]:
+            for part in str(value).split(","):
+                if not part.strip():
+                    continue
+                try:
+                    items.append(self.item(part.strip()))
+                except (ValueError, argparse.ArgumentTypeError) as error:
+                    raise argparse.ArgumentError(self, str(error)) from None
+        setattr(namespace, self.dest, items)
+
+
+def alias(p: argparse.ArgumentParser | Any, *flags: str, dest: str, **kwargs: Any) -> None:
+    """Old spellings of a flag, accepted for one release and hidden from --help."""
+    p.add_argument(*flags, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                   **kwargs)
 
 
 def out_entry(value: str) -> Path:
@@ -176,36 +249,30 @@ def positive_float(value: str) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def _all_options() -> dict[str, Any]:
-    """Every option of every registered transform by name (the first transform that has it)."""
-    from models.transforms import list_transforms, transform_class
-
-    found: dict[str, Any] = {}
-    for name in list_transforms():
-        for option in transform_class(name).options:
-            found.setdefault(option.name, option)
-    return found
+#: Flags for the options of the built-in transforms: short forms of ``--transform
+#: NAME(key=value)`` (declared here, not read from the registry, so that parsing and --help
+#: import no torch; a new transform's options go inline).
+TRANSFORM_FLAGS: dict[str, tuple[type, str]] = {
+    "sigma": (float, "CSRP scale limit, > 1"),
+    "p": (int, "CSRP zero padding, integer >= 0"),
+    "distort_limit": (float, "RDG distortion limit in [0, 1) (default 0.25)"),
+    "num_cells": (int, "RDG cells per axis, >= 1 (default 10)"),
+}
 
 
 def add_transform_arguments(p: argparse.ArgumentParser, *, allow_none: bool,
                             default_help: str | None = None) -> None:
-    """``--transform`` and one flag per transform option (checked later by
+    """``--transform`` and the built-in options' flags (checked later by
     :func:`transform_spec`, so that a bad value is one error line, not argparse's usage)."""
-    from models.transforms import list_transforms, transform_class
-
-    names = ", ".join(list_transforms()) + (" or none" if allow_none else "")
-    p.add_argument("--transform", default=None, metavar="NAME",
+    none = " or none" if allow_none else ""
+    p.add_argument("--transform", default=None, metavar="SPEC",
                    required=not allow_none and default_help is None,
-                   help=f"preprocessing: {names}, optionally with its options inline, e.g. "
-                        f"'csrp(sigma=1.23, p=6)'" + (f" ({default_help})" if default_help else ""))
-    owners: dict[str, list[str]] = {}
-    for name in list_transforms():
-        for option in transform_class(name).options:
-            owners.setdefault(option.name, []).append(name)
-    for key, option in _all_options().items():
-        default = "" if option.required else f" (default {option.default})"
-        p.add_argument(option.flag, dest=f"transform_{key}", type=option.kind, default=None,
-                       help=f"{'/'.join(owners[key])}: {option.help}{default}")
+                   help=f"preprocessing: a registered transform (csrp, rdg, ...){none}, its "
+                        "options inline, e.g. 'csrp(sigma=1.23, p=6)'"
+                        + (f" ({default_help})" if default_help else ""))
+    for key, (kind, text) in TRANSFORM_FLAGS.items():
+        p.add_argument("--" + key.replace("_", "-"), dest=f"transform_{key}", type=kind,
+                       default=None, help=f"{text}; the same as {key}= inside --transform")
     p.add_argument("--csrp-backend", choices=("eager", "auto", "compiled"), default="eager",
                    help="CSRP kernel (default eager: no torch.compile warm-up or recompiles; "
                    "the transform is well under 1%% of a training step)")
@@ -213,7 +280,7 @@ def add_transform_arguments(p: argparse.ArgumentParser, *, allow_none: bool,
 
 def given_transform_options(args: argparse.Namespace) -> dict[str, Any]:
     """The transform option flags given on the command line, by option name."""
-    return {key: getattr(args, f"transform_{key}") for key in _all_options()
+    return {key: getattr(args, f"transform_{key}") for key in TRANSFORM_FLAGS
             if getattr(args, f"transform_{key}", None) is not None}
 
 

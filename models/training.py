@@ -62,8 +62,12 @@ def random_crop_flip(images: torch.Tensor, generator: torch.Generator) -> torch.
 
 
 def _progress() -> Progress:
+    from rich.console import Console
+
+    console = Console(stderr=True)
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeRemainingColumn(), transient=True)
+                    TextColumn("{task.fields[status]}"), TimeRemainingColumn(), transient=True,
+                    console=console, disable=not console.is_terminal)
 
 
 def fit(model: nn.Module, data: ImageData, settings: TrainSettings,

@@ -122,8 +122,8 @@ def test_server_applies_it_in_the_seeded_draw_order(shift_repo: Path, fmnist_tes
     assert labels != other_draws.tolist()  # the draws matter, so the check above can fail
 
 
-def test_match_simulates_it_from_the_config_and_from_flags(shift_repo: Path, tmp_path: Path,
-                                                           capsys) -> None:
+def test_match_simulates_it_from_the_config_and_from_an_inline_spec(
+        shift_repo: Path, tmp_path: Path, capsys) -> None:
     from verifier_client.fingerprint_set import FingerprintSet, snap_to_grid
 
     noise = snap_to_grid(torch.rand(30, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
@@ -131,7 +131,7 @@ def test_match_simulates_it_from_the_config_and_from_flags(shift_repo: Path, tmp
     FingerprintSet(noise, labels, {"method": "noise", "parameters": {}, "target": {},
                                    "seed": 0, "code_version": "x", "candidates_tried": 30,
                                    "created": "now"}).save(tmp_path / "noise.safetensors")
-    for extra, origin in (([], "config.json"), (["--transform", NAME, "--pixels", "2"],
+    for extra, origin in (([], "config.json"), (["--transform", f"{NAME}(pixels=2)"],
                                                "command line")):
         out = tmp_path / f"mr-{len(extra)}.json"
         code = verifier_main(["match", "--fingerprints", str(tmp_path / "noise.safetensors"),

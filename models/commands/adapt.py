@@ -12,60 +12,54 @@ from __future__ import annotations
 import argparse
 import time
 
-from models.adapt import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_LR,
-    DEFAULT_REPEATS,
-    adapt_entry,
-    check_adapt,
-    check_spec_fits,
-)
 from models.cli_support import (
+    Example,
+    add_command,
     add_transform_arguments,
+    alias,
     out_entry,
     positive_int,
     print_json,
     spec_from_args,
 )
-from models.datasets import load_dataset
-from models.entries import set_threads
-from models.errors import UserError
-from models.modify import resolve_parent
-from models.repository import WEIGHTS_FILE, load_model
-from models.training import seed_everything
 
-EXAMPLES = """examples:
-  python -m models adapt --from zoo/target --transform csrp --sigma 1.16 --p 3 \\
-      --fraction 0.05 --epochs 3 --lr 0.01 --seed 0 --out zoo/pirate-csrp-ft
-  python -m models adapt --from zoo/target --transform csrp --sigma 1.16 --p 3 --epochs 0 \\
-      --out zoo/pirate-csrp                 # data-free: same weights, CSRP in front
-  python -m models adapt --from zoo/target --transform rdg --distort-limit 0.25 \\
-      --num-cells 10 --fraction 0.05 --epochs 3 --out zoo/pirate-rdg-ft"""
+EXAMPLES = [
+    Example("python -m models adapt --from zoo/target --transform 'csrp(sigma=1.23, p=6)' "
+            "--epochs 0 --samples 500 --repeats 2 --out build/examples/repo/csrp", cheap=True,
+            note="data-free: the same weights behind CSRP"),
+    Example("python -m models adapt --from zoo/target --transform 'csrp(sigma=1.23, p=6)' "
+            "--fraction 0.05 --epochs 3 --lr 0.01 --seed 7 --out build/examples/repo/csrp-ft"),
+    Example("python -m models adapt --from zoo/target --transform 'rdg(distort_limit=0.25)' "
+            "--fraction 0.05 --epochs 3 --out build/examples/repo/rdg-ft"),
+]
+DEFAULT_LR, DEFAULT_BATCH_SIZE, DEFAULT_REPEATS = 0.01, 128, 5
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("adapt", help="pirate: fine-tune a copy on CSRP/RDG-augmented data",
-                              description="Adapt a stolen entry to a random preprocessing "
-                              "(data-limited pirate; --epochs 0 = data-free).",
-                              epilog=EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "adapt", "pirate: fine-tune a copy on CSRP/RDG-augmented data",
+                    "Adapt a stolen entry to a random preprocessing (data-limited pirate; "
+                    "--epochs 0 = data-free) and write an entry that is served behind it.",
+                    EXAMPLES)
     p.add_argument("--from", dest="parent", required=True, metavar="REPO/MODEL",
                    help="parent entry (needs model.safetensors unless --epochs 0)")
     p.add_argument("--out", required=True, type=out_entry, metavar="REPO/NAME",
                    help="new entry to write (replaced whole if it exists)")
     add_transform_arguments(p, allow_none=False)
-    p.add_argument("--fraction", type=float, default=0.05,
+    p.add_argument("--fraction", type=float, default=0.05, metavar="SHARE",
                    help="seeded share of the training set the pirate holds, in (0, 1] "
                    "(default %(default)s)")
     p.add_argument("--epochs", type=int, default=2, help="0 = data-free (default %(default)s)")
     p.add_argument("--lr", type=float, default=DEFAULT_LR,
                    help="peak learning rate (default %(default)s)")
-    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE)
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
+                   help=f"batch (default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--seed", type=int, default=0,
                    help="data subset, batch order, augmentation and transform draws")
     p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
                    help="transform draws for the accuracy metrics (default %(default)s)")
-    p.add_argument("--test-samples", type=positive_int, default=None, metavar="N",
+    p.add_argument("--samples", type=positive_int, default=None, metavar="N",
                    help="evaluate on the first N test images only (default: all)")
+    alias(p, "--test-samples", dest="samples", type=positive_int)
     p.add_argument("--data-root", default=None,
                    help="folder holding the parent's dataset (default: its usual places)")
     p.add_argument("--threads", type=positive_int, default=None,
@@ -74,6 +68,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from models.adapt import adapt_entry, check_adapt, check_spec_fits
+    from models.datasets import load_dataset
+    from models.entries import set_threads
+    from models.errors import UserError
+    from models.modify import resolve_parent
+    from models.repository import WEIGHTS_FILE, load_model
+    from models.training import seed_everything
+
     spec = spec_from_args(args)
     if spec is None:
         raise UserError("adapt needs --transform csrp or rdg (plain fine-tuning of all layers is "
@@ -86,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     train = load_dataset(config.dataset, "train", args.data_root) if args.epochs else None
     test = load_dataset(config.dataset, "test", args.data_root)
-    if args.test_samples:
-        test = test.take(args.test_samples)
+    if args.samples:
+        test = test.take(args.samples)
     seed_everything(args.seed)
     started = time.perf_counter()
     result = adapt_entry(args.parent, args.out, spec, train, test, epochs=args.epochs,

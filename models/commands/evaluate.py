@@ -13,9 +13,9 @@ import argparse
 import time
 from typing import Any
 
-from models.adapt import DEFAULT_REPEATS, accuracy_under, check_spec_fits
-from models.atomic import write_json
 from models.cli_support import (
+    Example,
+    add_command,
     add_transform_arguments,
     given_transform_options,
     output_file,
@@ -23,24 +23,23 @@ from models.cli_support import (
     print_json,
     spec_from_args,
 )
-from models.datasets import load_dataset
-from models.entries import set_threads
 from models.errors import UserError
-from models.repository import load_config
-from models.runtime import load_predictor
 
-EXAMPLES = """examples:
-  python -m models evaluate --model zoo/target --transform csrp --sigma 1.16 --p 3 --repeats 5
-  python -m models evaluate --model zoo/pirate-csrp            # its own config's preprocessing
-  python -m models evaluate --model zoo/pirate-int8 --transform none --samples 2000 \\
-      --json results/int8-clean.json"""
+DEFAULT_REPEATS = 5
+
+EXAMPLES = [
+    Example("python -m models evaluate --model zoo/csrp --repeats 2 --samples 500", cheap=True,
+            note="behind the entry's own CSRP"),
+    Example("python -m models evaluate --model zoo/target --transform 'csrp(sigma=1.3, p=8)' "
+            "--repeats 3 --samples 1000 --json build/examples/evaluate.json", cheap=True),
+    Example("python -m models evaluate --model zoo/int8 --transform none --samples 2000"),
+]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("evaluate", help="accuracy under a random transform (mean, spread)",
-                              description="Top-1/top-5 of an entry over random transform draws.",
-                              epilog=EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "evaluate", "accuracy under a random transform (mean, spread)",
+                    "Top-1/top-5 of an entry over random transform draws, beside the clean "
+                    "accuracy on the same test images.", EXAMPLES)
     p.add_argument("--model", required=True, metavar="REPO/NAME", help="entry to evaluate")
     add_transform_arguments(p, allow_none=True)
     p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
@@ -50,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="draw r uses seed + r")
     p.add_argument("--backend", choices=("onnx", "torch"), default=None,
                    help="runtime (default: the entry's config, else whichever file exists)")
-    p.add_argument("--batch-size", type=positive_int, default=500)
+    p.add_argument("--batch-size", type=positive_int, default=500,
+                   help="images per inference batch (default 500)")
     p.add_argument("--data-root", default=None, help="folder holding the entry's dataset")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--json", dest="json_out", type=output_file, default=None, metavar="OUT",
@@ -59,6 +59,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from models.adapt import accuracy_under, check_spec_fits
+    from models.atomic import write_json
+    from models.config import load_config
+    from models.datasets import load_dataset
+    from models.entries import set_threads
+    from models.runtime import load_predictor
+
     config = load_config(args.model)
     if args.transform is None:
         if given_transform_options(args):
@@ -83,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
              if spec is not None else clean)
     report: dict[str, Any] = {
         "model": str(args.model), "dataset": config.dataset, "backend": predictor.backend,
-        "samples": len(test), "transform": spec, "transform_source": source,
+        "samples": len(test), "data_source": test.source, "transform": spec,
+        "transform_source": source,
         **under.summary(),
         "clean_top1": round(clean.top1, 4), "clean_top5": round(clean.top5, 4),
         "top1_drop": round(clean.top1 - under.top1, 4),

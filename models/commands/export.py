@@ -1,7 +1,7 @@
 """``python -m models export``: re-export an entry's model.onnx from its safetensors weights.
 
 The new graph (opset 17, dynamic batch axis) is checked against torch on the first
-``--check-samples`` test images of the entry's dataset; only when every label agrees is
+``--samples`` test images of the entry's dataset; only when every label agrees is
 ``model.onnx`` replaced (atomically, as is the recorded logit difference in config.json).
 The parity report is printed as JSON.
 """
@@ -11,35 +11,40 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.atomic import write_bytes, write_json
-from models.cli_support import positive_int, print_json
-from models.datasets import load_dataset
+from models.cli_support import Example, add_command, alias, positive_int, print_json
 from models.errors import UserError
-from models.onnx_export import OPSET, check_parity, export_onnx
-from models.repository import CONFIG_FILE, ONNX_FILE, load_model
 
-EXAMPLES = """examples:
-  python -m models export --model zoo/target
-  python -m models export --model zoo/pirate-prune-50 --check-samples 1000"""
+EXAMPLES = [
+    Example("python -m models export --model build/examples/repo/tiny --samples 100",
+            note="rewrites model.onnx of an entry with weights"),
+    Example("python -m models export --model zoo/target --samples 1000",
+            note="only if every label agrees"),
+]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("export", help="re-export model.onnx from the weights, with parity",
-                              description="Re-export model.onnx from an entry's weights "
-                              "(parity-checked).",
-                              epilog=EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "export", "re-export model.onnx from the weights, with parity",
+                    "Re-export model.onnx from an entry's weights; the graph replaces the old "
+                    "one only when its labels agree with torch on every checked image.",
+                    EXAMPLES)
     p.add_argument("--model", required=True, metavar="REPO/NAME",
                    help="entry holding model.safetensors")
-    p.add_argument("--check-samples", type=positive_int, default=256,
-                   help="test images for the parity check (default %(default)s)")
-    p.add_argument("--data-root", default=None, help="folder holding the entry's dataset")
+    p.add_argument("--samples", type=positive_int, default=256, metavar="N",
+                   help="test images for the parity check (default 256)")
+    alias(p, "--check-samples", dest="samples", type=positive_int)
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="folder holding the entry's dataset")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from models.atomic import write_bytes, write_json
+    from models.datasets import load_dataset
+    from models.onnx_export import OPSET, check_parity, export_onnx
+    from models.repository import CONFIG_FILE, ONNX_FILE, load_model
+
     model, config = load_model(args.model)
-    test = load_dataset(config.dataset, "test", args.data_root).take(args.check_samples)
+    test = load_dataset(config.dataset, "test", args.data_root).take(args.samples)
     onnx_bytes = export_onnx(model, config.input_shape)
     parity = check_parity(model, onnx_bytes, test.floats())
     report = {"model": str(args.model), "samples": parity.samples,

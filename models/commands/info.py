@@ -1,8 +1,8 @@
 """``python -m models info``: summarise one repository entry, or list a whole repository.
 
 ``--model REPO/NAME`` prints the entry's config (architecture, dataset, backend,
-preprocessing, lineage, metrics) and its files; ``--repo DIR`` (or ``--model`` pointing at a
-folder of entries) prints one line per entry. ``--json`` prints the same as JSON.
+preprocessing, lineage, metrics) and its files; ``--repository DIR`` (or ``--model`` pointing
+at a folder of entries) prints one line per entry. ``--json`` prints the same as JSON.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from models.cli_support import print_json
-from models.errors import UserError
-from models.repository import (
+from models.cli_support import Example, add_command, alias, print_json
+from models.config import (
     CONFIG_FILE,
     ONNX_FILE,
     WEIGHTS_FILE,
@@ -22,24 +21,24 @@ from models.repository import (
     list_entries,
     load_config,
 )
+from models.errors import UserError
 
-EXAMPLES = """examples:
-  python -m models info --model zoo/target
-  python -m models info --repo zoo
-  python -m models info --repo zoo --json"""
+EXAMPLES = [Example("python -m models info --model zoo/target", cheap=True),
+            Example("python -m models info --repository zoo", cheap=True),
+            Example("python -m models info --repository zoo --json", cheap=True)]
 
 _SUMMARY_METRICS = ("test_top1", "test_top5", "parent_test_top1", "agreement_with_parent",
                     "sparsity", "int8_conv_kernels", "onnx_max_abs_logit_diff")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("info", help="show an entry's config or list a repository",
-                              description="Summarise a repository entry, or list a repository.",
-                              epilog=EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "info", "show an entry's config or list a repository",
+                    "Summarise a repository entry (config, lineage, metrics, files), or list a "
+                    "whole repository one line per entry.", EXAMPLES)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", metavar="REPO/NAME", help="one entry")
-    which.add_argument("--repo", metavar="DIR", help="a repository: list its entries")
+    which.add_argument("--repository", metavar="DIR", help="a repository: list its entries")
+    alias(which, "--repo", dest="repository")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(run=run)
 
@@ -114,8 +113,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    target = Path(args.repo or args.model)
-    if args.repo or (target.is_dir() and not (target / CONFIG_FILE).is_file()
+    repository = getattr(args, "repository", None)
+    target = Path(repository or args.model)
+    if repository or (target.is_dir() and not (target / CONFIG_FILE).is_file()
                      and list_entries(target)):
         rows = list_repo(target)
         if args.json:

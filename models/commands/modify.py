@@ -1,4 +1,4 @@
-"""``python -m models modify {int8,prune,ftal}``: baseline pirate variants of an entry.
+"""``python -m models modify {int8,prune,ftal,distill}``: pirate variants of an entry.
 
 Each writes a new repository entry (atomically) whose lineage names the parent; the dataset and
 labels come from the parent's config. Bad input (unknown parent, pickled weights, --out equal to
@@ -11,26 +11,29 @@ import argparse
 import time
 from typing import Any
 
-from models.cli_support import out_entry, positive_int, print_json
-from models.datasets import ImageData, load_dataset
-from models.modify import (
-    DEFAULT_CALIBRATION,
-    DEFAULT_LR,
-    check_ftal,
-    check_rate,
-    ftal_entry,
-    prune_entry,
-    quantize_entry,
-    resolve_parent,
+from models.cli_support import (
+    Example,
+    alias,
+    examples_epilog,
+    fraction,
+    out_entry,
+    positive_float,
+    positive_int,
+    print_json,
 )
-from models.repository import ModelConfig, load_model
-from models.training import seed_everything
 
-EXAMPLES = """examples:
-  python -m models modify int8  --from zoo/target --out zoo/pirate-int8 --calibration 512
-  python -m models modify prune --from zoo/target --rate 0.5 --out zoo/pirate-prune-50
-  python -m models modify ftal  --from zoo/target --epochs 2 --fraction 0.05 --lr 0.01 \\
-      --seed 0 --out zoo/pirate-ftal"""
+EXAMPLES = [
+    Example("python -m models modify prune --from zoo/target --rate 0.3 --samples 500 "
+            "--out build/examples/repo/prune-0.3", cheap=True),
+    Example("python -m models modify int8 --from zoo/target --calibration-images 256 "
+            "--samples 500 --out build/examples/repo/int8", cheap=True),
+    Example("python -m models modify ftal --from zoo/target --epochs 4 --fraction 0.05 "
+            "--lr 0.01 --seed 7 --out build/examples/repo/ftal"),
+    Example("python -m models modify distill --from zoo/target --arch resnet20 --epochs 2 "
+            "--seed 501 --out build/examples/repo/kd", note="a label-only student"),
+]
+DEFAULT_CALIBRATION = 512
+DEFAULT_LR = 0.01
 
 
 def _common(p: argparse.ArgumentParser, seed: bool = True) -> None:
@@ -38,61 +41,84 @@ def _common(p: argparse.ArgumentParser, seed: bool = True) -> None:
                    help="parent entry (needs model.safetensors)")
     p.add_argument("--out", required=True, type=out_entry, metavar="REPO/NAME",
                    help="new entry to write (replaced whole if it exists)")
-    p.add_argument("--data-root", default=None,
+    p.add_argument("--data-root", default=None, metavar="DIR",
                    help="folder holding the parent's dataset (default: its usual places)")
-    p.add_argument("--test-samples", type=positive_int, default=None, metavar="N",
+    p.add_argument("--samples", type=positive_int, default=None, metavar="N",
                    help="evaluate on the first N test images only (default: all)")
+    alias(p, "--test-samples", dest="samples", type=positive_int)
     if seed:
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=int, default=0, help="data subset, order and draws")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("modify", help="derive a pirate variant: int8, prune, ftal",
-                              description="Derive a baseline pirate variant of a repository entry.",
-                              epilog=EXAMPLES,
+    epilog = examples_epilog(EXAMPLES)
+    p = subparsers.add_parser("modify", help="derive a pirate variant: int8, prune, ftal, distill",
+                              description="Derive a pirate variant of a repository entry.",
+                              epilog=epilog,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = p.add_subparsers(dest="modification", required=True, metavar="MODIFICATION")
 
-    q = kinds.add_parser("int8", help="static int8 post-training quantisation (ONNX Runtime)",
-                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    def kind(name: str, summary: str) -> argparse.ArgumentParser:
+        return kinds.add_parser(name, help=summary, description=summary, epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    q = kind("int8", "static int8 post-training quantisation (ONNX Runtime QDQ)")
     _common(q)
-    q.add_argument("--calibration", type=positive_int, default=DEFAULT_CALIBRATION,
-                   help="number of training images for calibration (default %(default)s)")
+    q.add_argument("--calibration-images", type=positive_int, default=DEFAULT_CALIBRATION,
+                   metavar="N", help=f"training images for calibration (default "
+                                     f"{DEFAULT_CALIBRATION})")
+    alias(q, "--calibration", dest="calibration_images", type=positive_int)
     q.add_argument("--activations", choices=("uint8", "int8"), default="uint8",
-                   help="activation type (weights are always int8 per channel)")
+                   help="activation type (weights are always int8 per channel; default uint8)")
     q.set_defaults(run=run_int8)
 
-    r = kinds.add_parser("prune", help="global L1 magnitude pruning, made permanent",
-                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r = kind("prune", "global L1 magnitude pruning, made permanent")
     _common(r, seed=False)
     r.add_argument("--rate", type=float, required=True,
                    help="fraction of conv+linear weights to zero, in [0.1, 0.9]")
     r.set_defaults(run=run_prune)
 
-    f = kinds.add_parser("ftal", help="fine-tune all layers on a seeded data fraction",
-                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    f = kind("ftal", "fine-tune all layers on a seeded share of the training data")
     _common(f)
-    f.add_argument("--epochs", type=positive_int, default=2)
-    f.add_argument("--fraction", type=float, default=0.05,
-                   help="fraction of the training set the pirate holds, in (0, 1]")
-    f.add_argument("--lr", type=float, default=DEFAULT_LR)
-    f.add_argument("--batch-size", type=positive_int, default=128)
+    f.add_argument("--epochs", type=positive_int, default=2, help="epochs (default 2)")
+    f.add_argument("--fraction", type=fraction, default=0.05,
+                   help="share of the training set the pirate holds, in (0, 1] (default 0.05)")
+    f.add_argument("--lr", type=positive_float, default=DEFAULT_LR,
+                   help=f"peak learning rate (default {DEFAULT_LR})")
+    f.add_argument("--batch-size", type=positive_int, default=128, help="batch (default 128)")
     f.set_defaults(run=run_ftal)
 
+    d = kind("distill", "a fresh student trained on the parent's labels only (no true labels)")
+    _common(d)
+    d.add_argument("--arch", default=None, metavar="NAME",
+                   help="the student's architecture (default: the parent's)")
+    d.add_argument("--epochs", type=positive_int, default=2, help="epochs (default 2)")
+    d.add_argument("--fraction", type=fraction, default=1.0,
+                   help="share of the training images labelled by the parent (default 1)")
+    d.add_argument("--lr", type=positive_float, default=0.1,
+                   help="peak learning rate (default 0.1)")
+    d.set_defaults(run=run_distill)
 
-def _prepare(args: argparse.Namespace) -> ModelConfig:
+
+def _prepare(args: argparse.Namespace, weights: bool = True) -> Any:
     """Every check that can fail on user input, before data is loaded or anything written."""
+    from models.modify import resolve_parent
+    from models.repository import load_model
+
     config, _ = resolve_parent(args.parent, args.out)
-    load_model(args.parent)  # refuses missing, pickled or mismatched weights
+    if weights:
+        load_model(args.parent)  # refuses missing, pickled or mismatched weights
     return config
 
 
-def _data(config: ModelConfig, args: argparse.Namespace, split: str) -> ImageData:
+def _data(config: Any, args: argparse.Namespace, split: str) -> Any:
+    from models.datasets import load_dataset
+
     data = load_dataset(config.dataset, split, args.data_root)
-    return data.take(args.test_samples) if split == "test" and args.test_samples else data
+    return data.take(args.samples) if split == "test" and args.samples else data
 
 
-def _summary(args: argparse.Namespace, config: ModelConfig, seconds: float,
+def _summary(args: argparse.Namespace, config: Any, seconds: float,
              keys: tuple[str, ...]) -> dict[str, Any]:
     metrics = config.metrics
     return {"out": str(args.out), "parent": str(args.parent),
@@ -104,10 +130,13 @@ def _summary(args: argparse.Namespace, config: ModelConfig, seconds: float,
 
 
 def run_int8(args: argparse.Namespace) -> int:
+    from models.modify import quantize_entry
+
     config = _prepare(args)
     train, test = _data(config, args, "train"), _data(config, args, "test")
     started = time.perf_counter()
-    result = quantize_entry(args.parent, args.out, train, test, calibration=args.calibration,
+    result = quantize_entry(args.parent, args.out, train, test,
+                            calibration=args.calibration_images,
                             seed=args.seed, activation_type=args.activations)
     print_json(_summary(args, result, time.perf_counter() - started, (
         "agreement_with_parent", "onnx_bytes", "parent_onnx_bytes", "quantize_linear",
@@ -116,6 +145,8 @@ def run_int8(args: argparse.Namespace) -> int:
 
 
 def run_prune(args: argparse.Namespace) -> int:
+    from models.modify import check_rate, prune_entry
+
     check_rate(args.rate)
     config = _prepare(args)
     test = _data(config, args, "test")
@@ -127,6 +158,9 @@ def run_prune(args: argparse.Namespace) -> int:
 
 
 def run_ftal(args: argparse.Namespace) -> int:
+    from models.modify import check_ftal, ftal_entry
+    from models.training import seed_everything
+
     check_ftal(args.epochs, args.fraction, args.lr, args.batch_size)
     config = _prepare(args)
     train, test = _data(config, args, "train"), _data(config, args, "test")
@@ -137,4 +171,23 @@ def run_ftal(args: argparse.Namespace) -> int:
                         batch_size=args.batch_size)
     print_json(_summary(args, result, time.perf_counter() - started,
                         ("agreement_with_parent", "weight_relative_change")))
+    return 0
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from models.architectures import list_models
+    from models.errors import UserError
+    from models.modify import distill_entry
+
+    if args.arch is not None and args.arch not in list_models():
+        raise UserError(f"unknown architecture {args.arch!r}; choose one of "
+                        f"{', '.join(list_models())}")
+    config = _prepare(args, weights=False)
+    train, test = _data(config, args, "train"), _data(config, args, "test")
+    started = time.perf_counter()
+    result = distill_entry(args.parent, args.out, train, test, arch=args.arch,
+                           epochs=args.epochs, fraction=args.fraction, lr=args.lr,
+                           seed=args.seed)
+    print_json(_summary(args, result, time.perf_counter() - started,
+                        ("agreement_with_parent",)))
     return 0

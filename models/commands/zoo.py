@@ -5,32 +5,44 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.cli_support import output_dir, positive_float, positive_int
+from models.cli_support import (
+    CommaList,
+    Example,
+    add_command,
+    alias,
+    output_dir,
+    positive_float,
+    positive_int,
+)
 
-EXAMPLES = """examples:
-  python -m models zoo --out zoo                      # build what is missing, one entry at a time
-  python -m models zoo --out zoo --only csrp,csrp-ft  # just these (their parents must exist)
-  python -m models zoo --out zoo --executor ray       # entries as Ray tasks on a local cluster
-  python -m models zoo --out zoo --executor ray --address 10.0.0.5:6379 --gpus-per-task 1
-
-The plan (every entry's role and recipe) is models/zoo/plan.py; the build writes
+EXAMPLES = [
+    Example("python -m models zoo --repository zoo",
+            note="build what is missing (the shipped zoo: nothing)"),
+    Example("python -m models zoo --repository zoo --only csrp,csrp-ft",
+            note="just these; their parents must exist"),
+    Example("python -m models zoo --repository zoo --executor ray",
+            note="one Ray task per entry on a local cluster"),
+    Example("python -m models zoo --repository zoo --executor ray --address 10.0.0.5:6379 "
+            "--gpus-per-task 1"),
+]
+FOOTER = """The plan (every entry's role and recipe) is models/zoo/plan.py; the build writes
 zoo/BUILD.json (per-entry status and time) and zoo/population.json (the roles). Fingerprint
 sets, pools and calibration are the verifier's side: `make zoo` runs both."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "zoo", help="build the default zoo's models (resumable; local or on Ray)",
-        description="Train the target, the calibration and held-out negatives, and derive every "
+    p = add_command(subparsers, "zoo", "build the default zoo's models (resumable; local or Ray)",
+                    "Train the target, the calibration and held-out negatives, and derive every "
                     "pirate entry. Entries that exist are skipped; a failed entry is reported "
-                    "and skipped with everything derived from it.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=output_dir, default=Path("zoo"),
+                    "and skipped with everything derived from it.", EXAMPLES, FOOTER)
+    p.add_argument("--repository", type=output_dir, default=Path("zoo"), metavar="DIR",
                    help="the zoo folder (default zoo)")
+    alias(p, "--out", dest="repository", type=output_dir)
     p.add_argument("--calibration-negatives", "--independents", dest="calibration",
                    type=positive_int, default=20,
                    help="independent models for calibration, indep-01.. (default 20)")
-    p.add_argument("--only", default=None, help="comma-separated entry names (e.g. csrp,csrp-ft)")
+    p.add_argument("--only", action=CommaList, default=None, metavar="A,B",
+                   help="only these entries (comma-separated, e.g. csrp,csrp-ft)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: one entry after another (default); ray: one Ray task per entry")
     p.add_argument("--address", default=None,
@@ -46,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.executor != "ray" and (args.address or args.gpus_per_task):
         raise UserError("--address and --gpus-per-task need --executor ray")
-    records = build_zoo(args.out, args.calibration, args.only.split(",") if args.only else None,
+    records = build_zoo(args.repository, args.calibration, args.only,
                         executor=args.executor, address=args.address,
                         gpus_per_task=args.gpus_per_task or 0.0)
     return 1 if any(r["status"] in ("failed", "skipped") for r in records.values()) else 0

@@ -1,10 +1,12 @@
 """Fashion-MNIST (Xiao, Rasul, Vollgraf 2017): 28x28 grey, 10 classes, 60k/10k. The default.
 
-Looked for, in order: a user folder (``--data-root``), ``$CSRP_DATA_DIR/fashion-mnist``,
-``./data/fashion-mnist``, Debian's ``dataset-fashion-mnist`` package
+Looked for, in order: a user folder (``--data-root``); else ``$CSRP_DATA_DIR`` (the folder
+holding the four files, or its ``fashion-mnist`` sub-folder) and nowhere else when that is
+set; else ``./data/fashion-mnist``, Debian's ``dataset-fashion-mnist`` package
 (``/usr/share/datasets/fashion-mnist``), and finally torchvision's download where a network
 exists. A folder may hold the four ``*-idx?-ubyte(.gz)`` files directly or torchvision's
-``FashionMNIST/raw`` tree. Files are parsed by torchvision's own IDX reader.
+``FashionMNIST/raw`` tree. Files are parsed by torchvision's own IDX reader. Every loaded split
+records where it came from (``ImageData.source``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from torchvision.datasets import FashionMNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from models.datasets.base import DatasetInfo, ImageData
-from models.datasets.locations import cache_dir, candidate_roots, missing
+from models.datasets.locations import cache_dir, candidate_roots, missing, user_data_dir
 from models.datasets.registry import register_dataset
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -58,7 +60,8 @@ def _read_idx(path: Path, reader: type | object) -> torch.Tensor:
 @register_dataset(INFO)
 def load_fashion_mnist(split: str, root: Path | None) -> ImageData:
     roots = candidate_roots(root, "fashion-mnist")
-    if root is None:
+    explicit = root is not None or user_data_dir() is not None
+    if not explicit:
         roots.append(DEBIAN_DIR)
     image_stem, label_stem = _FILES[split]
     for folder in roots:
@@ -67,7 +70,7 @@ def load_fashion_mnist(split: str, root: Path | None) -> ImageData:
             images = _read_idx(images_path, read_image_file).unsqueeze(1).contiguous()
             labels = _read_idx(labels_path, read_label_file)
             return ImageData(INFO, split, images, labels, source=str(folder))
-    if root is None:
+    if not explicit:
         try:  # a network may exist elsewhere; none does on the build machine
             download = cache_dir() / "fashion-mnist"
             ds = FashionMNIST(str(download), train=split == "train", download=True)
@@ -77,5 +80,5 @@ def load_fashion_mnist(split: str, root: Path | None) -> ImageData:
             roots.append(Path(f"<torchvision download failed: {type(error).__name__}>"))
     raise missing("fashion-mnist", roots,
                   "install Debian's dataset-fashion-mnist package (apt-get install "
-                  "dataset-fashion-mnist) or put the four *-ubyte(.gz) files in a folder and pass "
-                  "--data-root FOLDER")
+                  "dataset-fashion-mnist), or put the four *-ubyte(.gz) files in a folder and "
+                  "set CSRP_DATA_DIR=FOLDER (or pass --data-root FOLDER)")

@@ -13,15 +13,24 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CSRP_CACHE_DIR", Path.home() / ".cache" / "csrp-testbed"))
 
 
+DATA_DIR_ENV = "CSRP_DATA_DIR"
+
+
+def user_data_dir() -> Path | None:
+    """``$CSRP_DATA_DIR``, when set."""
+    value = os.environ.get(DATA_DIR_ENV, "").strip()
+    return Path(value).expanduser() if value else None
+
+
 def candidate_roots(root: Path | None, folder: str) -> list[Path]:
-    """``root`` if given; else ``$CSRP_DATA_DIR/<folder>``, ``./data/<folder>``, the cache."""
+    """``root`` if given; else, with ``$CSRP_DATA_DIR`` set, that folder and its ``<folder>``
+    sub-folder and nothing else (an explicit setting must not silently fall back to another
+    copy); else ``./data/<folder>`` and the cache."""
     if root is not None:
         return [root]
-    roots = []
-    if env := os.environ.get("CSRP_DATA_DIR"):
-        roots.append(Path(env) / folder)
-    roots += [Path("data") / folder, cache_dir() / folder]
-    return roots
+    if (env := user_data_dir()) is not None:
+        return [env, env / folder]
+    return [Path("data") / folder, cache_dir() / folder]
 
 
 def missing(name: str, looked: list[Path], how: str) -> UserError:

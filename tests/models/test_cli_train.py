@@ -21,9 +21,14 @@ from tests.models.test_datasets import write_cifar10
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CSRP_DATA_DIR": str(tmp_path / "no-data"),
-           "CSRP_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "2"}
+def _run_cli(*args: str, tmp_path: Path, data_dir: Path | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a subprocess; ``CSRP_DATA_DIR`` is ``data_dir`` when given, else unset
+    (so the Debian package is found)."""
+    env = {k: v for k, v in os.environ.items() if k != "CSRP_DATA_DIR"}
+    env |= {"CSRP_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "2"}
+    if data_dir is not None:
+        env["CSRP_DATA_DIR"] = str(data_dir)
     return subprocess.run([sys.executable, "-m", "models", *args], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
 
@@ -89,9 +94,8 @@ def test_missing_data_is_one_line_and_writes_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("args, needles", [
-    (["--arch", "resnet18"], ["--arch", "invalid choice: 'resnet18'", "resnet20"]),
-    (["--arch", "tinycnn", "--dataset", "imagenet"], ["--dataset", "invalid choice: 'imagenet'",
-                                                      "cifar10"]),
+    (["--arch", "resnet18"], ["unknown architecture 'resnet18'", "resnet20"]),
+    (["--arch", "tinycnn", "--dataset", "imagenet"], ["unknown dataset 'imagenet'", "cifar10"]),
 ])
 def test_unknown_arch_or_dataset(tmp_path, capsys, args, needles):
     out = tmp_path / "repo" / "m"

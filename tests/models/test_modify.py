@@ -226,7 +226,7 @@ def _pickled(repo: Path) -> Path:
     (["prune", "--from", "{repo}/target", "--rate", "0.5", "--out", "{repo}/target"],
      "parent entry itself"),
     (["ftal", "--from", "{repo}/target", "--fraction", "0", "--out", "{repo}/x"],
-     r"data fraction must be in \(0, 1\]"),
+     r"--fraction: must be in \(0, 1\], got 0.0"),
 ])
 def test_modify_cli_bad_input(repo, capsys, argv, message):
     _pickled(repo)

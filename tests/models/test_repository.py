@@ -247,10 +247,17 @@ def test_torch_and_onnx_predictors_agree(entry):
     assert load_predictor(path).backend == load_config(path).backend == "onnx"
 
 
-def test_predictor_falls_back_to_the_file_present(entry):
+def test_predictor_without_a_backend_uses_the_file_present(entry):
     path, _ = entry
     (path / ONNX_FILE).unlink()
-    assert load_predictor(path, "onnx").backend == "torch"
+    assert load_predictor(path).backend == "torch"
+
+
+def test_an_explicit_backend_needs_its_file(entry):
+    path, _ = entry
+    (path / ONNX_FILE).unlink()
+    with pytest.raises(UserError, match=r"backend 'onnx' needs model\.onnx"):
+        load_predictor(path, "onnx")
 
 
 def test_corrupt_onnx_is_refused(entry):
