@@ -1,4 +1,5 @@
-"""``python -m verifier_client <command>``: generate, match, calibrate, verify, probe, evaluate.
+"""``python -m verifier_client <command>``: generate, pools, match, calibrate, verify, probe, demo,
+evaluate, stability, roc, validate, loadtest.
 
 Each command lives in ``verifier_client/commands/<name>.py`` exposing ``register(subparsers)``.
 """

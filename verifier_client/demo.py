@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from models.atomic import write_json
+from models.cli_support import print_rich
 from models.errors import UserError
 from models.repository import list_entries, load_config
 from verifier_client.calibration import load_calibration
@@ -126,7 +127,7 @@ def print_verdicts(summary: dict[str, Any]) -> None:
                       _preprocessing(report.get("preprocessing")), *cells,
                       f"[{style}]{overall['verdict']}{by}[/{style}]")
     console = Console(width=max(120, Console().width))
-    console.print(table)
+    print_rich(table, console)
     decided = [r for r in reports if r["overall"]["verdict"] != NO_VERDICT]
     if decided:
         overall = decided[0]["overall"]

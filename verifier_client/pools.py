@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,42 +36,10 @@ from models.provenance import code_version, utc_now
 from models.repository import Lineage, build_classifier, load_config, load_model
 from models.training import TrainSettings, fit, seed_everything
 from verifier_client.fingerprints import ModelPools
+from verifier_client.pool_settings import PoolSettings
 
 POOLS_FORMAT = "csrp-cae-pools"
 POOLS_FILE = "pools.json"
-
-
-@dataclass(frozen=True)
-class PoolSettings:
-    """How many of each kind, and how much training they get."""
-
-    distill: int = 1
-    finetune: int = 1
-    prune: int = 1
-    references: int = 2
-    epochs: int = 2
-    finetune_epochs: int = 1
-    fraction: float = 0.1
-    lr: float = 0.1
-    finetune_lr: float = 0.01
-    prune_rate: float = 0.3
-    seed: int = 1000
-
-    def check(self) -> None:
-        if min(self.distill, self.finetune, self.prune, self.references) < 0:
-            raise UserError("pool sizes must be >= 0")
-        if self.distill + self.finetune + self.prune < 1:
-            raise UserError("need at least one surrogate (distill, finetune or prune)")
-        if self.references < 1:
-            raise UserError("need at least one reference model")
-        if self.epochs < 1 or self.finetune_epochs < 1:
-            raise UserError("epochs must be >= 1")
-        if not 0.0 < self.fraction <= 1.0:
-            raise UserError(f"fraction must be in (0, 1], got {self.fraction}")
-        if not 0.0 < self.prune_rate < 1.0:
-            raise UserError(f"prune rate must be in (0, 1), got {self.prune_rate}")
-        if not (self.lr > 0 and self.finetune_lr > 0):
-            raise UserError("learning rates must be > 0")
 
 
 def _relative(path: Path, base: Path) -> str:

@@ -75,9 +75,10 @@ def _measure_with_progress(zoo: Path, names: Sequence[str], sets: Sequence[Any],
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    console = Console(stderr=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True,
-                  disable=not progress) as bar:
+                  TimeElapsedColumn(), console=console, transient=True,
+                  disable=not (progress and console.is_terminal)) as bar:
         task = bar.add_task("measure the population", total=len(names))
         return measure(zoo, names, sets, repeats, seed=seed, via_server=via_server, votes=votes,
                        on_model=lambda name: bar.advance(task))

@@ -251,9 +251,10 @@ def _measure_rows(contenders: Sequence[_Contender], modes: Sequence[str],
     """Every contender in every draw mode: ``repeats`` tests of every set."""
     rows: list[dict[str, Any]] = []
     cells = [(contender, mode) for contender in contenders for mode in modes]
+    console = Console(stderr=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True,
-                  disable=not progress) as bar:
+                  TimeElapsedColumn(), console=console, transient=True,
+                  disable=not (progress and console.is_terminal)) as bar:
         task = bar.add_task("stability", total=len(cells) * len(sets))
         for contender, mode in cells:
             module = contender.transform
@@ -414,9 +415,17 @@ def plot(report: dict[str, Any]) -> bytes:
                     linewidth=6, alpha=0.7, label=_label(row))
         axes.plot(xs, [s["mean"] for s in stats], "k_", markersize=8)
     axes.set_xticks(range(len(methods)), methods)
+    axes.set_xlabel("fingerprinting method")
     axes.set_ylabel(f"matching rate, [min, max] over {report['repeats']} tests")
     axes.set_ylim(0, 1.05)
-    axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=3)
+    if report.get("entries"):
+        what = f"fine-tuned pirates {' vs '.join(report['entries'])}"
+    else:
+        rdg = report.get("rdg") or {}
+        what = (f"{report['model']} behind CSRP and behind RDG "
+                f"(d = {rdg.get('distort_limit', 0):.3g})")
+    axes.set_title(f"Matching-rate spread over {report['repeats']} tests: {what}", fontsize=10)
+    axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
     figure.tight_layout()
     return png_bytes(figure)
 

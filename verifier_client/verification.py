@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from models.atomic import write_json
+from models.cli_support import print_rich
 from models.errors import UserError
 from models.provenance import code_version, utc_now
 from verifier_client.calibration import load_calibration
@@ -295,9 +296,10 @@ def _run(url: str, model: str, sets: Sequence[FingerprintSet],
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+        console = Console(stderr=True)
         with Progress("[progress.description]{task.description}", BarColumn(),
                       MofNCompleteColumn(), TimeElapsedColumn(), transient=True,
-                      console=Console(stderr=True)) as bar:
+                      console=console, disable=not console.is_terminal) as bar:
             total = options.repeats * options.votes * len(sets)
             task = bar.add_task(f"verify {model}", total=total)
 
@@ -381,7 +383,7 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
                 f"[{row['independent_min']:.2f}, {row['independent_max']:.2f}]",
                 f"{row['p_value_parametric']:.2g}", f"{row['p_value_rank']:.2g}",
                 f"{row['holm_level']:.2g}", f"[{style}]{row['verdict']}[/{style}]")
-        console.print(table)
+        print_rich(table, console)
     style = _STYLES[report["overall"]["verdict"]]
     console.print(f"[{style}]{overall_line(report)}[/{style}]", soft_wrap=True)
     failed = sum(row["repeats_failed"] for row in report["methods"])

@@ -18,14 +18,14 @@ from .test_verify import owner  # noqa: F401  (module fixture: sets + calibratio
 
 @pytest.fixture(scope="module")
 def demo_repo(tiny_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``copy`` (the target as is), ``csrp`` (the target behind CSRP) and ``indep-01``."""
+    """``copy`` (the target as is), ``csrp`` (it behind CSRP), ``heldout-resnet20-01``."""
     repo = tmp_path_factory.mktemp("demo")
     shutil.copytree(tiny_repo / "target", repo / "copy")
     shutil.copytree(tiny_repo / "target", repo / "csrp")
     config = json.loads((repo / "csrp" / "config.json").read_text())
     config["preprocessing"] = {"name": "csrp", "sigma": 1.23, "p": 6}
     (repo / "csrp" / "config.json").write_text(json.dumps(config))
-    shutil.copytree(tiny_repo / "indep-2", repo / "indep-01")
+    shutil.copytree(tiny_repo / "indep-2", repo / "heldout-resnet20-01")
     return repo
 
 
@@ -38,10 +38,11 @@ def test_demo_verifies_every_served_model_and_prints_verdicts(
                  "--json", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "copy" in printed and "csrp 1.23/6" in printed and "thresholds:" in printed
+    assert "csrp 1.23/6" in printed and "stolen (2/2)" in printed
+    assert "family-wise alpha 0.01" in printed and "(Holm)" in printed
     summary: dict[str, Any] = json.loads(out.read_text())
     by_model = {report["model"]: report for report in summary["reports"]}
-    assert list(by_model) == ["copy", "csrp", "indep-01"]  # DEMO_MODELS order
+    assert list(by_model) == ["copy", "csrp", "heldout-resnet20-01"]  # DEMO_MODELS order
     assert {row["verdict"] for row in by_model["copy"]["methods"]} == {"stolen"}
     assert all(row["mr_mean"] == 1.0 for row in by_model["copy"]["methods"])
     assert all(row["repeats"] == 3 for r in by_model.values() for row in r["methods"])
@@ -49,6 +50,6 @@ def test_demo_verifies_every_served_model_and_prints_verdicts(
 
 
 def test_demo_models_are_checked(demo_repo: Path) -> None:
-    assert demo_models(demo_repo, None) == ["copy", "csrp", "indep-01"]
+    assert demo_models(demo_repo, None) == ["copy", "csrp", "heldout-resnet20-01"]
     with pytest.raises(UserError, match="no model"):
         demo_models(demo_repo, ["copy", "nope"])

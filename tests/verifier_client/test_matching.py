@@ -151,8 +151,8 @@ def test_generate_command_writes_a_complete_set(tiny_repo, tmp_path, capsys):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--method", "nope"], "unknown fingerprinting method 'nope'"),
-    (["--method", "vce", "--n", "0"], "--n must be >= 1, got 0"),
-    (["--method", "vce", "--n", "-2"], "--n must be >= 1, got -2"),
+    (["--method", "vce", "--n", "0"], "argument --n: must be >= 1, got 0"),
+    (["--method", "vce", "--n", "-2"], "argument --n: must be >= 1, got -2"),
     (["--method", "cae", "--param", "eps=0.5e-3"], r"eps must be in [1/255, 1]"),
     (["--method", "rce-lt", "--param", "k=40"], "k must be in [1, 27] for 28 x 28 images"),
     (["--method", "ipguard", "--param", "k=0"], "k must be a finite number > 0"),

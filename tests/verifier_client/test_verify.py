@@ -158,7 +158,7 @@ def test_bad_input_is_one_line_and_no_json(server: LocalServer, owner: dict[str,
     assert "does not fit images of C x H x W = 3x32x32" in err
     assert not out.exists()
 
-    with pytest.raises(UserError, match="repeats must be >= 1"):
+    with pytest.raises(UserError, match="repeats and votes must be >= 1; got 0 and 1"):
         run_verify(server.url, "plain-copy", owner, repeats=0)
 
 

@@ -8,35 +8,31 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from models.cli_support import existing_entry, output_file, positive_int
-from models.datasets import load_dataset
-from models.entries import set_threads
-from models.errors import UserError
-from models.repository import load_model
-from verifier_client.fingerprint_set import target_metadata
-from verifier_client.fingerprints import (
-    ProgressEvent,
-    SeedPool,
-    create_method,
-    get_method_class,
-    list_methods,
-    method_parameters,
+from models.cli_support import (
+    CommaList,
+    Example,
+    add_command,
+    alias,
+    existing_entry,
+    output_file,
+    positive_int,
 )
-from verifier_client.pools import load_pools, pool_paths
+from models.errors import UserError
 
-EXAMPLES = """examples:
-  python -m verifier_client generate --method ipguard --target zoo/target --n 100 --seed 0 \\
-      --out zoo/fingerprints/ipguard.safetensors
-  python -m verifier_client generate --method rce-lt --target zoo/target --n 100 \\
-      --param k=7 --param steps=200 --out rce-lt.safetensors
-  python -m verifier_client generate --method cae --target zoo/target \\
-      --pools zoo/pools/pools.json --out cae.safetensors
-  python -m verifier_client generate --method cae --target zoo/target \\
-      --surrogates zoo/pools/sur-distill-1,zoo/pools/sur-prune-1 --references zoo/pools/ref-1 \\
-      --param tau=0.5 --out cae.safetensors"""
+METHODS = ("cae", "ipguard", "rce", "rce-gm", "rce-lt", "vce")
+EXAMPLES = [
+    Example("python -m verifier_client generate --method vce --target zoo/target --n 5 "
+            "--seed 3 --param steps=10 --out build/examples/vce-5.safetensors", cheap=True),
+    Example("python -m verifier_client generate --method ipguard --target zoo/target --n 100 "
+            "--seed 1 --out build/examples/ipguard.safetensors", note="the zoo's set"),
+    Example("python -m verifier_client generate --method cae --target zoo/target --n 100 "
+            "--seed 2 --pools build/pools/surrogates/pools.json --param eps=0.05 "
+            "--param tau=0.5 --out build/examples/cae.safetensors"),
+    Example("python -m verifier_client generate --method vce --target zoo/target --n 100 "
+            "--seed 13 --eot 'csrp(sigma=1.1..1.35, p=1..8)' --eot-draws 20 "
+            "--out build/examples/vce-eot.safetensors", note="robust to a randomized front"),
+    Example("python -m verifier_client generate --list-methods", cheap=True),
+]
 
 
 def param_value(text: str) -> tuple[str, Any]:
@@ -51,38 +47,34 @@ def param_value(text: str) -> tuple[str, Any]:
     return key.strip().replace("-", "_"), value
 
 
-def entry_list(text: str) -> list[Path]:
-    return [existing_entry(part) for part in text.split(",") if part]
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
-    methods = list_methods()
-    lines = [f"  {name}: " + ", ".join(f"{k}={v}" for k, v in method_parameters(name).items())
-             for name in methods]
-    p = subparsers.add_parser(
-        "generate", help="generate a fingerprint set for a target model",
-        description="Generate N fingerprint samples that the target labels as recorded, after "
-                    "8-bit quantisation. Method parameters and defaults:\n" + "\n".join(lines),
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", required=True, metavar="METHOD",
-                   help=f"one of {', '.join(methods)}")
-    p.add_argument("--target", required=True, type=existing_entry, metavar="REPO/NAME")
-    p.add_argument("--n", type=int, default=100, help="number of samples (default 100)")
+    p = add_command(subparsers, "generate", "generate a fingerprint set for a target model",
+                    "Generate N fingerprint samples that the target labels as recorded, after "
+                    "8-bit quantisation (methods: cae, ipguard, rce, rce-gm, rce-lt, vce; "
+                    "--list-methods prints each one's parameters and defaults).", EXAMPLES)
+    p.add_argument("--list-methods", action="store_true",
+                   help="print every registered method with its parameters and exit")
+    p.add_argument("--method", metavar="METHOD", help=f"one of {', '.join(METHODS)}")
+    p.add_argument("--target", type=existing_entry, metavar="REPO/NAME",
+                   help="the owner's model (white-box: needs model.safetensors)")
+    p.add_argument("--n", type=positive_int, default=100, help="number of samples (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", required=True, type=output_file, help="fingerprint set file to write")
+    p.add_argument("--out", type=output_file, help="fingerprint set file to write")
     p.add_argument("--param", action="append", type=param_value, default=[], metavar="KEY=VALUE",
                    help="method parameter (repeatable), e.g. --param k=5")
-    p.add_argument("--surrogates", type=entry_list, default=None, metavar="REPO/A,REPO/B",
-                   help="CAE surrogate models (comma-separated entries)")
-    p.add_argument("--references", type=entry_list, default=None, metavar="REPO/C,REPO/D",
-                   help="CAE reference models (comma-separated entries)")
+    p.add_argument("--surrogates", action=CommaList, item=existing_entry, default=None,
+                   metavar="REPO/A,REPO/B", help="CAE surrogate models (comma-separated)")
+    p.add_argument("--references", action=CommaList, item=existing_entry, default=None,
+                   metavar="REPO/C,REPO/D", help="CAE reference models (comma-separated)")
     p.add_argument("--pools", type=Path, default=None, metavar="POOLS_JSON",
                    help="CAE pools file written by `pools` (instead of the two lists)")
     p.add_argument("--seed-split", choices=("test", "train"), default="test",
                    help="split the clean seeds of IPGuard/CAE come from (default test)")
-    p.add_argument("--seed-count", type=positive_int, default=None,
+    p.add_argument("--seed-samples", type=positive_int, default=None, metavar="K",
                    help="use only the first K images of the split as seeds")
-    p.add_argument("--data-root", default=None, help="folder holding the dataset")
+    alias(p, "--seed-count", dest="seed_samples", type=positive_int)
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="folder holding the dataset")
     p.add_argument("--eot", default=None, metavar="FAMILY",
                    help="Expectation over Transformation against a randomized front, e.g. "
                         "'csrp(sigma=1.1..1.3, p=2..8)' (ranges with .., members joined by +)")
@@ -92,15 +84,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="share of fresh draws under which a sample's label must hold "
                         "(default 0.9)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
-    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.set_defaults(run=run)
 
 
+def list_methods_text() -> str:
+    from verifier_client.fingerprints import list_methods, method_parameters
+
+    return "\n".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in
+                                              method_parameters(name).items())
+                     for name in list_methods())
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.list_methods:
+        print(list_methods_text())
+        return 0
+    missing = [flag for flag, value in (("--method", args.method), ("--target", args.target),
+                                        ("--out", args.out)) if value is None]
+    if missing:
+        raise UserError(f"{', '.join(missing)} required (or --list-methods)")
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from models.datasets import load_dataset
+    from models.entries import set_threads
+    from models.repository import load_model
+    from verifier_client.fingerprint_set import target_metadata
+    from verifier_client.fingerprints import SeedPool, create_method, get_method_class
+    from verifier_client.pools import load_pools, pool_paths
+
     set_threads(args.threads)
     cls = get_method_class(args.method)
-    if args.n < 1:
-        raise UserError(f"--n must be >= 1, got {args.n}")
     params = dict(args.param)
     for key in ("eot", "eot_draws", "eot_accept"):
         if getattr(args, key) is not None:
@@ -133,19 +149,22 @@ def run(args: argparse.Namespace) -> int:
     seeds = None
     if cls.uses_seeds:
         data = load_dataset(config.dataset, args.seed_split, args.data_root)
-        if args.seed_count:
-            data = data.take(args.seed_count)
+        if args.seed_samples:
+            data = data.take(args.seed_samples)
         seeds = SeedPool.from_any(data)
     if args.out.is_dir():
         raise UserError(f"--out {args.out} is a folder; give a file name")
 
     started = time.perf_counter()
+    from rich.console import Console
+
+    console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                  transient=True) as bar:
+                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
+                  transient=True, disable=args.quiet or not console.is_terminal) as bar:
         task = bar.add_task(f"{args.method} on {config.name}", total=args.n, status="")
 
-        def progress(event: ProgressEvent) -> None:
+        def progress(event: Any) -> None:
             step = f" step {event.step}/{event.steps}" if event.steps else ""
             bar.update(task, completed=event.accepted,
                        status=f"round {event.round}{step}, {event.tried} tried")

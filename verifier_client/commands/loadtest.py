@@ -9,28 +9,26 @@ import argparse
 import shlex
 import sys
 
-from models.cli_support import output_dir, positive_float, positive_int
-from verifier_client.loadtest import (
-    MAX_CONCURRENCY,
-    MAX_DURATION_S,
-    MAX_PLANNED_S,
-    LoadSettings,
-    markdown_report,
-    run_loadtest,
-    write_outputs,
+from models.cli_support import (
+    CommaList,
+    Example,
+    add_command,
+    output_dir,
+    positive_float,
+    positive_int,
 )
 
-EXAMPLES = f"""examples:
-  python -m server --repository zoo --models copy,csrp --backend onnx &
-  python -m verifier_client loadtest --url http://127.0.0.1:8000 --model csrp --model copy \\
-      --concurrency 1,8,32,64 --duration 10 --out results/loadtest
-  python -m verifier_client loadtest --url http://127.0.0.1:8000 --model csrp \\
-      --rate 50,200 --poisson --duration 5 --images-per-request 4
-
-Closed loop by default (--concurrency 1,8,32,64); --rate switches to open loop (add
---concurrency to run both). Bounds: {MAX_DURATION_S:.0f} s per point, {MAX_CONCURRENCY}
-connections, --max-requests per point, about {MAX_PLANNED_S:.0f} s planned in all. Loopback
-servers only unless --allow-remote (a load test is not for servers other people run)."""
+EXAMPLES = [
+    Example("python -m verifier_client loadtest --url http://127.0.0.1:8000 --model csrp,copy "
+            "--concurrency 1,8,32,64 --duration 10 --out results/loadtest",
+            note="with python -m server --repository zoo --models copy,csrp running"),
+    Example("python -m verifier_client loadtest --url http://127.0.0.1:8000 --model csrp "
+            "--rate 50,200 --poisson --duration 5 --images-per-request 4"),
+]
+FOOTER = """Closed loop by default (--concurrency 1,8,32,64); --rate switches to open loop (add
+--concurrency to run both). Bounds: 600 s per point, 1024 connections, --max-requests per
+point, about 3600 s planned in all. Loopback servers only unless --allow-remote (a load test
+is not for servers other people run)."""
 
 
 def int_list(value: str) -> tuple[int, ...]:
@@ -56,13 +54,15 @@ def float_list(value: str) -> tuple[float, ...]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("loadtest", help="load-test a server (throughput, latency, stages)",
-                              description=__doc__, epilog=EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "loadtest", "load-test a server (throughput, latency, stages)",
+                    "Closed-loop concurrency sweep and open-loop (constant or Poisson) arrivals "
+                    "against an Open Inference Protocol server: per point throughput, latency "
+                    "percentiles, errors and the server's per-stage times; with two models, the "
+                    "preprocessing overhead of the first over the second.", EXAMPLES, FOOTER)
     p.add_argument("--url", required=True, help="server root, e.g. http://127.0.0.1:8000")
-    p.add_argument("--model", dest="models", action="append", required=True, metavar="NAME",
-                   help="model to load (twice: e.g. --model csrp --model copy reports the "
-                        "first's overhead over the second's at every point)")
+    p.add_argument("--model", dest="models", action=CommaList, required=True, metavar="A,B",
+                   help="one or two models (csrp,copy reports the first's overhead over the "
+                        "second's at every point)")
     p.add_argument("--concurrency", type=int_list, default=None, metavar="C1,C2,...",
                    help="closed-loop connections per point (default 1,8,32,64 unless --rate)")
     p.add_argument("--rate", type=float_list, default=None, metavar="R1,R2,...",
@@ -90,6 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from verifier_client.loadtest import LoadSettings, markdown_report, run_loadtest, write_outputs
+
     concurrency = args.concurrency or (() if args.rate else (1, 8, 32, 64))
     settings = LoadSettings(
         url=args.url.rstrip("/"), models=tuple(args.models), concurrency=concurrency,

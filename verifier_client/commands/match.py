@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from models.atomic import write_json
 from models.cli_support import (
+    Example,
+    add_command,
     add_transform_arguments,
     existing_entry,
     given_transform_options,
@@ -17,30 +18,31 @@ from models.cli_support import (
     spec_from_args,
 )
 from models.errors import UserError
-from models.runtime import load_predictor
-from models.transforms import build_transform
-from verifier_client.fingerprint_set import FingerprintSet
-from verifier_client.matching import matching_rates
 
-EXAMPLES = """examples:
-  python -m verifier_client match --fingerprints ipguard.safetensors --model zoo/target
-  python -m verifier_client match --fingerprints ipguard.safetensors --model zoo/target \\
-      --transform csrp --sigma 1.16 --p 3 --repeats 100 --json mr.json
-  python -m verifier_client match --fingerprints vce.safetensors --model zoo/pirate-csrp \\
-      --transform none"""
+EXAMPLES = [
+    Example("python -m verifier_client match --fingerprints zoo/fingerprints/ipguard.safetensors "
+            "--model zoo/target", cheap=True),
+    Example("python -m verifier_client match --fingerprints zoo/fingerprints/ipguard.safetensors "
+            "--model zoo/csrp --repeats 20 --json build/examples/match.json", cheap=True,
+            note="behind the entry's own CSRP"),
+    Example("python -m verifier_client match --fingerprints zoo/fingerprints/vce.safetensors "
+            "--model zoo/target --transform 'csrp(sigma=1.3, p=8)' --repeats 20", cheap=True),
+]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "match", help="matching rate of a local model on a fingerprint set (no server)",
-        description="Matching rate T = share of fingerprints the model labels as recorded, over "
-                    "R repeats (fresh randomness per repeat). Without --transform the model's "
-                    "own preprocessing from its config is applied; --transform none forces none.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--fingerprints", required=True, type=Path, metavar="FILE")
-    p.add_argument("--model", required=True, type=existing_entry, metavar="REPO/NAME")
+    p = add_command(
+        subparsers, "match", "matching rate of a local model on a fingerprint set (no server)",
+        "Matching rate T = share of fingerprints the model labels as recorded, over R repeats "
+        "(fresh randomness per repeat). Without --transform the model's own preprocessing from "
+        "its config is applied; --transform none forces none.", EXAMPLES)
+    p.add_argument("--fingerprints", required=True, type=Path, metavar="FILE",
+                   help="one fingerprint set file")
+    p.add_argument("--model", required=True, type=existing_entry, metavar="REPO/NAME",
+                   help="the entry to match (in-process)")
     add_transform_arguments(p, allow_none=True, default_help="default: the model config's")
-    p.add_argument("--repeats", type=positive_int, default=1)
+    p.add_argument("--repeats", type=positive_int, default=1,
+                   help="repeats, each with fresh transform draws (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the transform draws")
     p.add_argument("--backend", choices=("onnx", "torch"), default=None,
                    help="inference backend (default: the model config's)")
@@ -61,6 +63,12 @@ def chosen_spec(args: argparse.Namespace, own: dict[str, Any] | None
 
 
 def run(args: argparse.Namespace) -> int:
+    from models.atomic import write_json
+    from models.runtime import load_predictor
+    from models.transforms import build_transform
+    from verifier_client.fingerprint_set import FingerprintSet
+    from verifier_client.matching import matching_rates
+
     fset = FingerprintSet.load(args.fingerprints)
     predictor = load_predictor(args.model, args.backend)
     fset.check_input_shape(predictor.config.input_shape, f"model {args.model}")

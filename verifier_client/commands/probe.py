@@ -5,30 +5,33 @@ from __future__ import annotations
 
 import argparse
 
-from models.atomic import write_json
-from models.cli_support import output_file, positive_int
-from verifier_client.commands.verify import add_client_arguments, client_kwargs
-from verifier_client.probe import load_inputs, print_probe, probe
+from models.cli_support import Example, add_command, alias, output_file, positive_int
+from verifier_client.cli_options import add_client_arguments, client_kwargs
 
-EXAMPLES = """examples:
-  python -m verifier_client probe --url http://127.0.0.1:8000 --model pirate-csrp
-  python -m verifier_client probe --url http://127.0.0.1:8000 --model pirate-plain \\
-      --inputs zoo/fingerprints/ipguard.safetensors --trials 100 --json probe.json"""
+EXAMPLES = [
+    Example("python -m verifier_client probe --url http://127.0.0.1:8000 --model csrp",
+            note="with a server running on :8000"),
+    Example("python -m verifier_client probe --url http://127.0.0.1:8000 --model copy "
+            "--inputs zoo/fingerprints/ipguard.safetensors --trials 100 "
+            "--json build/examples/probe.json"),
+]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("probe", help="detect randomized preprocessing by label flips",
-                              description=__doc__, epilog=EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "probe", "detect randomized preprocessing by label flips",
+                    "Send the same inputs many times and report how often the labels flip: "
+                    "evidence of a randomized preprocessing (CSRP, RDG) in front of the model.",
+                    EXAMPLES)
     p.add_argument("--url", required=True, help="server root, e.g. http://127.0.0.1:8000")
     p.add_argument("--model", required=True, help="model name on the server")
-    p.add_argument("--inputs", default=None, metavar="FILE.safetensors",
+    p.add_argument("--inputs", dest="inputs_file", default=None, metavar="FILE.safetensors",
                    help="images to repeat (a fingerprint set or any safetensors file with an "
                         "'images' tensor); default: seeded random images")
     p.add_argument("--trials", type=positive_int, default=50,
                    help="times each input is sent (default 50)")
-    p.add_argument("--count", type=positive_int, default=16,
+    p.add_argument("--samples", type=positive_int, default=16, metavar="N",
                    help="number of default random inputs (default 16)")
+    alias(p, "--count", dest="samples", type=positive_int)
     p.add_argument("--seed", type=int, default=0, help="seed of the default inputs")
     p.add_argument("--json", dest="json_out", type=output_file, default=None, metavar="FILE",
                    help="write the result here as JSON")
@@ -37,9 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from models.atomic import write_json
+    from verifier_client.probe import load_inputs, print_probe, probe
+
     options = client_kwargs(args)
-    images = load_inputs(args.inputs) if args.inputs else None
-    result = probe(args.url, args.model, images, trials=args.trials, count=args.count,
+    images = load_inputs(args.inputs_file) if args.inputs_file else None
+    result = probe(args.url, args.model, images, trials=args.trials, count=args.samples,
                    seed=args.seed, **options)
     print_probe(result)
     if args.json_out:

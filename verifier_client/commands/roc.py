@@ -5,28 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.cli_support import output_dir, positive_int
+from models.cli_support import CommaList, Example, alias, examples_epilog, output_dir, positive_int
 from models.errors import UserError
 
-EXAMPLES = """examples:
-  python -m verifier_client roc --zoo zoo --out results/roc
-  python -m verifier_client roc --zoo zoo --repeats 5 --fingerprint-budgets 10,50 \\
-      --repeat-budgets 1,5 --out build/roc-quick
-  python -m verifier_client roc --zoo zoo --via-server --repeats 5 --out build/roc-server
-
-Roles come from zoo/population.json: thresholds from the calibration negatives only, AUCs
-against the held-out negatives only."""
-
-
-def int_list(value: str) -> list[int]:
-    try:
-        numbers = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a comma-separated list of integers: {value!r}") from None
-    if not numbers:
-        raise argparse.ArgumentTypeError("give at least one number")
-    return numbers
+EXAMPLES = [
+    Example("python -m verifier_client roc --repository zoo --repeats 2 "
+            "--fingerprint-budgets 10,100 --repeat-budgets 1,2 --subsamples 2 --quiet "
+            "--out build/examples/roc", cheap=True),
+    Example("python -m verifier_client roc --repository zoo --out results/roc",
+            note="the README's tables"),
+    Example("python -m verifier_client roc --repository zoo "
+            "--fingerprints zoo/fingerprints-eot --votes 5 --out results/roc-eot-votes"),
+]
+FOOTER = """Roles come from zoo/population.json: thresholds from the calibration negatives only,
+AUCs against the held-out negatives only."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,16 +29,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "held-out negatives, the TPR at FPR 1%% and 5%% with thresholds from the "
                     "calibration negatives, and the AUC against the number of fingerprints and "
                     "repeats. Writes roc.json, .md, .csv, roc.png, budget.png, outcomes.npz.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--zoo", type=Path, default=Path("zoo"), help="the zoo (with population.json)")
+        epilog=examples_epilog(EXAMPLES, FOOTER),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repository", type=Path, default=Path("zoo"), metavar="DIR",
+                   help="the zoo, with population.json (default zoo)")
+    alias(p, "--zoo", dest="repository", type=Path)
     p.add_argument("--fingerprints", type=Path, default=None,
-                   help="fingerprint sets (default: ZOO/fingerprints)")
+                   help="fingerprint sets (default: REPOSITORY/fingerprints)")
     p.add_argument("--repeats", type=positive_int, default=20,
                    help="queries of every set per model (default 20)")
-    p.add_argument("--fingerprint-budgets", type=int_list, default=[10, 25, 50, 100],
+    p.add_argument("--fingerprint-budgets", action=CommaList, item=int,
+                   default=[10, 25, 50, 100],
                    metavar="K,K", help="fingerprints sent, for the budget curve (default "
                    "10,25,50,100)")
-    p.add_argument("--repeat-budgets", type=int_list, default=[1, 5, 20], metavar="R,R",
+    p.add_argument("--repeat-budgets", action=CommaList, item=int, default=[1, 5, 20],
+                   metavar="R,R",
                    help="repeats, for the budget curve (default 1,5,20)")
     p.add_argument("--subsamples", type=positive_int, default=20,
                    help="seeded fingerprint subsets per budget (default 20)")
@@ -66,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file, not a folder")
-    report, outcomes = roc_study(args.zoo, args.fingerprints, repeats=args.repeats,
+    report, outcomes = roc_study(args.repository, args.fingerprints, repeats=args.repeats,
                                  via_server=args.via_server,
                                  fingerprint_budgets=args.fingerprint_budgets,
                                  repeat_budgets=args.repeat_budgets, subsamples=args.subsamples,

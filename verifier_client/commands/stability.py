@@ -6,25 +6,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.cli_support import output_dir, positive_int, transform_spec
-from models.entries import set_threads
+from models.cli_support import Example, add_command, alias, output_dir, positive_int, transform_spec
 from models.errors import UserError
-from verifier_client.stability import (
-    DEFAULT_ACC_REPEATS,
-    DEFAULT_REPEATS,
-    DEFAULT_SAMPLES,
-    DRAW_MODES,
-)
 
-EXAMPLES = """examples:
-  python -m verifier_client stability --zoo zoo --out results/stability
-  python -m verifier_client stability --zoo zoo --entries csrp-ft,rdg-ft-matched \
-      --out results/stability-adapted
-  python -m verifier_client stability --zoo zoo --distort-limit 0.25 --draws per-sample \\
-      --repeats 20 --out build/stability-rdg-0.25
-
-Without --sigma/--p the CSRP setting is the zoo's csrp entry's; without --distort-limit RDG's is
-searched so that its top-1 matches CSRP's. Needs the zoo's test set (see --data-root)."""
+DRAW_MODES = ("per-sample", "shared")
+DEFAULT_REPEATS, DEFAULT_SAMPLES, DEFAULT_ACC_REPEATS = 100, 2000, 3
+EXAMPLES = [
+    Example("python -m verifier_client stability --repository zoo --distort-limit 0.25 "
+            "--draws per-sample --repeats 3 --samples 300 --acc-repeats 1 "
+            "--out build/examples/stability", cheap=True),
+    Example("python -m verifier_client stability --repository zoo --out results/stability",
+            note="the README's table, ~2 min"),
+    Example("python -m verifier_client stability --repository zoo "
+            "--entries csrp-ft,rdg-ft-matched --out results/stability-adapted"),
+]
+FOOTER = """Without --sigma/--p the CSRP setting is the zoo's csrp entry's; without
+--distort-limit RDG's is searched so that its top-1 matches CSRP's. Needs the zoo's test set
+(see --data-root)."""
 
 
 def draw_modes(value: str) -> tuple[str, ...]:
@@ -43,15 +41,16 @@ def entry_list(value: str) -> tuple[str, ...]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "stability", help="RDG vs CSRP: matching-rate [min, max] over tests at equal accuracy",
-        description="The paper's Table 5: the target behind CSRP and behind RDG tuned to the "
-                    "same top-1, each fingerprint set tested --repeats times; [min, max], std "
-                    "against the binomial std, and the share of tests above the independent "
-                    "maximum, with per-sample and shared (one per test) draws. Writes JSON, "
-                    "Markdown, CSV and a plot.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--zoo", type=Path, default=Path("zoo"))
+    p = add_command(
+        subparsers, "stability",
+        "RDG vs CSRP: matching-rate [min, max] over tests at equal accuracy",
+        "The paper's Table 5: the target behind CSRP and behind RDG tuned to the same top-1, "
+        "each fingerprint set tested --repeats times; [min, max], std against the binomial std, "
+        "and the share of tests above the independent maximum, with per-sample and shared (one "
+        "per test) draws. Writes JSON, Markdown, CSV and a plot.", EXAMPLES, FOOTER)
+    p.add_argument("--repository", type=Path, default=Path("zoo"), metavar="DIR",
+                   help="the zoo (default zoo)")
+    alias(p, "--zoo", dest="repository", type=Path)
     p.add_argument("--model", default="target", help="entry to put behind the transforms")
     p.add_argument("--sigma", type=float, default=None, help="CSRP scale limit (with --p)")
     p.add_argument("--p", type=int, default=None, help="CSRP zero padding (with --sigma)")
@@ -63,14 +62,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="compare these zoo entries, each behind its own preprocessing (e.g. "
                         "csrp-ft,rdg-ft-matched), instead of --model behind CSRP and RDG")
     p.add_argument("--repeats", type=positive_int, default=DEFAULT_REPEATS,
-                   help="tests of every set per row (default %(default)s, the paper's)")
-    p.add_argument("--samples", type=positive_int, default=DEFAULT_SAMPLES,
-                   help="first N test images for the accuracy match (default %(default)s)")
+                   help=f"tests of every set per row (default {DEFAULT_REPEATS}, the paper's)")
+    p.add_argument("--samples", type=positive_int, default=DEFAULT_SAMPLES, metavar="N",
+                   help=f"first N test images for the accuracy match (default {DEFAULT_SAMPLES})")
     p.add_argument("--acc-repeats", type=positive_int, default=DEFAULT_ACC_REPEATS,
-                   help="transform draws per reported accuracy (default %(default)s)")
+                   help=f"transform draws per reported accuracy (default {DEFAULT_ACC_REPEATS})")
     p.add_argument("--draws", type=draw_modes, default=DRAW_MODES,
                    help="per-sample, shared or both (default per-sample,shared)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of every draw")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--data-root", default=None, help="folder holding the zoo's dataset")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--out", type=output_dir, default=Path("build/stability"),
@@ -79,6 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from models.entries import set_threads
     from verifier_client.stability import stability_study, to_markdown, write_outputs
 
     if args.entries and any(v is not None for v in (args.sigma, args.p, args.distort_limit)):
@@ -88,12 +89,12 @@ def run(args: argparse.Namespace) -> int:
     if args.sigma is not None or args.p is not None:
         csrp = transform_spec("csrp", sigma=args.sigma, p=args.p)
     set_threads(args.threads)
-    report = stability_study(args.zoo, model=args.model, csrp_spec=csrp,
+    report = stability_study(args.repository, model=args.model, csrp_spec=csrp,
                              distort_limit=args.distort_limit, num_cells=args.num_cells,
                              entries=args.entries,
                              repeats=args.repeats, samples=args.samples,
                              acc_repeats=args.acc_repeats, modes=args.draws, seed=args.seed,
-                             data_root=args.data_root)
+                             data_root=args.data_root, progress=not args.quiet)
     write_outputs(report, args.out)
     print(to_markdown(report))
     print(f"{report['seconds']} s; wrote {args.out}/stability.{{json,md,csv,png}}")

@@ -5,18 +5,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.cli_support import output_dir, positive_int
+from models.cli_support import Example, alias, examples_epilog, output_dir, positive_int
 from models.errors import UserError
-from verifier_client.commands.verify import alpha_value
-from verifier_client.verdict import DECIDERS, DEFAULT_ALPHA
+from verifier_client.cli_options import alpha_value
+from verifier_client.commands.verify import DECIDERS, DEFAULT_ALPHA
 
-EXAMPLES = """examples:
-  python -m verifier_client validate --zoo zoo --outcomes results/roc/outcomes.npz \\
-      --out results/validation
-  python -m verifier_client validate --zoo zoo --repeats 20 --alpha 0.05 --out build/val
-
-Calibrates on the manifest's calibration negatives and decides every held-out negative and
-positive, then leaves each calibration negative out in turn; the same decision code as
+EXAMPLES = [
+    Example("python -m verifier_client validate --repository zoo "
+            "--outcomes results/roc/outcomes.npz --out build/examples/validation", cheap=True),
+    Example("python -m verifier_client validate --repository zoo --outcomes "
+            "results/roc/outcomes.npz --out results/validation", note="the README's tables"),
+    Example("python -m verifier_client validate --repository zoo --repeats 20 --alpha 0.05 "
+            "--out build/validation-5pct", note="measures the population first"),
+]
+FOOTER = """Calibrates on the manifest's calibration negatives and decides every held-out negative
+and positive, then leaves each calibration negative out in turn; the same decision code as
 verify."""
 
 
@@ -27,10 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     " model-level false accusations on the held-out negatives and by "
                     "leave-one-out, against nominal alpha, and the share of each attack "
                     "category caught. Writes validation.json, .md, .csv.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--zoo", type=Path, default=Path("zoo"), help="the zoo (with population.json)")
+        epilog=examples_epilog(EXAMPLES, FOOTER),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repository", type=Path, default=Path("zoo"), metavar="DIR",
+                   help="the zoo, with population.json (default zoo)")
+    alias(p, "--zoo", dest="repository", type=Path)
     p.add_argument("--fingerprints", type=Path, default=None,
-                   help="fingerprint sets (default: ZOO/fingerprints)")
+                   help="fingerprint sets (default: REPOSITORY/fingerprints)")
     p.add_argument("--outcomes", type=Path, default=None,
                    help="outcomes.npz written by `roc` (default: measure in-process now)")
     p.add_argument("--repeats", type=positive_int, default=20,
@@ -51,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from verifier_client.population import load_outcomes, measure
     from verifier_client.validation import to_markdown, validate, write_outputs
 
-    manifest = load_manifest(args.zoo)
-    sets = load_sets([args.fingerprints or args.zoo / "fingerprints"])
+    manifest = load_manifest(args.repository)
+    sets = load_sets([args.fingerprints or args.repository / "fingerprints"])
     calibration = manifest.names("calibration-negative")
     heldout = manifest.names("heldout-negative")
     categories = manifest.categories()
@@ -67,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
         if any(outcomes[n][s.method].shape[1] != s.n for n in names for s in sets):
             raise UserError(f"{args.outcomes} was measured with other fingerprint sets")
     else:
-        outcomes = measure(args.zoo, names, sets, args.repeats, seed=args.seed)
+        outcomes = measure(args.repository, names, sets, args.repeats, seed=args.seed)
     report = validate(outcomes, sets, calibration, heldout, categories, alpha=args.alpha,
                       decide_by=args.decide_by, seed=args.seed)
-    report.update(zoo=str(args.zoo), manifest_sha256=manifest.sha256,
+    report.update(zoo=str(args.repository), manifest_sha256=manifest.sha256,
                   fingerprints=[{"method": s.method, "sha256": s.sha256} for s in sets])
     write_outputs(report, args.out)
     print(to_markdown(report))

@@ -8,77 +8,32 @@ import argparse
 from typing import Any
 
 from models.cli_support import (
-    checked_number,
+    CommaList,
+    Example,
+    add_command,
+    alias,
     fraction,
-    non_negative_int,
     output_file,
-    positive_float,
     positive_int,
 )
-from models.errors import UserError
-from verifier_client.calibration import RULES, load_calibration
-from verifier_client.fingerprint_set import load_sets
-from verifier_client.oip_client import RetryPolicy
-from verifier_client.verdict import DECIDERS, DEFAULT_ALPHA
-from verifier_client.verification import (
-    DEFAULT_MIN_SUCCESS,
-    NO_VERDICT,
-    VerifyOptions,
-    print_report,
-    verify,
-    write_report,
-)
+from verifier_client.cli_options import add_client_arguments, alpha_value, client_kwargs
 
-
-def alpha_value(value: str) -> float:
-    return checked_number(value, float, lambda v: 0.0 < v < 1.0, "in (0, 1)")
-
-EXAMPLES = """examples:
-  python -m verifier_client verify --url http://127.0.0.1:8000 --model pirate-csrp \\
-      --fingerprints zoo/fingerprints --calibration zoo/calibration.json --repeats 100 \\
-      --json verify-pirate-csrp.json
-  python -m verifier_client verify --url http://10.0.0.5:8000 --model suspect \\
-      --fingerprints ipguard.safetensors cae.safetensors --calibration calibration.json \\
-      --repeats 20 --concurrency 4 --retries 2
-
-  python -m verifier_client verify --url http://127.0.0.1:8000 --model csrp \
-      --fingerprints zoo/fingerprints --calibration zoo/calibration.json --repeats 10 \
-      --budget 60000          # more rounds of 10 repeats while a method is inconclusive
-
-Exit status 0 when it ran (whatever the verdict); 3 when too few queries were answered to give
-a verdict (the JSON says why); 2 with one line when it could not run."""
-
-
-def add_client_arguments(p: argparse.ArgumentParser) -> None:
-    """The HTTP client's options, shared by verify, calibrate (remote) and probe."""
-    group = p.add_argument_group("HTTP client")
-    group.add_argument("--batch-size", type=positive_int, default=100,
-                       help="fingerprints per inference request (default 100)")
-    group.add_argument("--concurrency", type=positive_int, default=8,
-                       help="requests in flight at most (default 8)")
-    group.add_argument("--timeout", type=positive_float, default=30.0,
-                       help="seconds per request (default 30)")
-    group.add_argument("--retries", type=non_negative_int, default=4,
-                       help="retries of a failed request: connection errors, timeouts, 429, 5xx "
-                            "(default 4)")
-    group.add_argument("--backoff", type=float, default=0.25,
-                       help="first backoff in seconds, doubled per retry, with jitter "
-                            "(default 0.25)")
-    group.add_argument("--protocol", choices=("auto", "binary", "json"), default="auto",
-                       help="request encoding: binary tensors, JSON, or binary falling back to "
-                            "JSON (default auto)")
-    group.add_argument("--unreachable-after", type=positive_float, default=30.0, metavar="S",
-                       help="give up once the server has not answered at all for S seconds "
-                            "(circuit breaker; default 30)")
-
-
-def client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    if not args.backoff >= 0 or args.backoff == float("inf"):  # also refuses nan
-        raise UserError(f"--backoff must be a finite number >= 0; got {args.backoff}")
-    return {"batch_size": args.batch_size, "concurrency": args.concurrency,
-            "timeout_s": args.timeout, "protocol": args.protocol,
-            "unreachable_after_s": args.unreachable_after,
-            "retry": RetryPolicy(attempts=args.retries + 1, backoff_s=args.backoff)}
+RULES = ("conservative", "max", "fit")
+DECIDERS = ("parametric", "rank")
+DEFAULT_ALPHA, DEFAULT_MIN_SUCCESS = 0.01, 0.9
+EXAMPLES = [
+    Example("python -m verifier_client verify --url http://127.0.0.1:8000 --model csrp "
+            "--fingerprints zoo/fingerprints --calibration zoo/calibration.json --repeats 20 "
+            "--json build/examples/verify-csrp.json", note="with a server running on :8000"),
+    Example("python -m verifier_client verify --url http://127.0.0.1:8000 --model csrp "
+            "--fingerprints zoo/fingerprints --calibration zoo/calibration.json --repeats 10 "
+            "--budget 60000", note="more rounds while a method is inconclusive"),
+    Example("python -m verifier_client verify --url http://127.0.0.1:8000 --model csrp-ft "
+            "--fingerprints zoo/fingerprints --calibration zoo/calibration.json --adaptive",
+            note="probe, then EOT sets and votes"),
+]
+FOOTER = """Exit status 0 when it ran (whatever the verdict); 3 when too few queries were
+answered to give a verdict (the JSON says why); 2 with one line when it could not run."""
 
 
 def probe_front(url: str, model: str, client_options: dict[str, Any]) -> dict[str, Any]:
@@ -100,12 +55,14 @@ def probe_front(url: str, model: str, client_options: dict[str, Any]) -> dict[st
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("verify", help="verify a remote label-only model with fingerprints",
-                              description=__doc__, epilog=EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "verify", "verify a remote label-only model with fingerprints",
+                    "Query a suspect label-only model with fingerprint sets and decide, per "
+                    "method, stolen / not_proven / inconclusive against a calibration file, and "
+                    "overall at a family-wise false-accusation rate of at most --alpha.",
+                    EXAMPLES, FOOTER)
     p.add_argument("--url", required=True, help="server root, e.g. http://127.0.0.1:8000")
     p.add_argument("--model", required=True, help="model name on the server")
-    p.add_argument("--fingerprints", required=True, nargs="+", metavar="FILE_OR_DIR",
+    p.add_argument("--fingerprints", required=True, action=CommaList, metavar="FILE_OR_DIR",
                    help="fingerprint set files, or folders of *.safetensors sets")
     p.add_argument("--calibration", required=True, help="calibration.json made for these sets")
     p.add_argument("--repeats", type=positive_int, default=100,
@@ -130,7 +87,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     adaptive.add_argument("--adaptive", action="store_true",
                           help="probe the front first; if it is randomized, verify with the "
                                "EOT sets, their calibration and --eot-votes, and say so")
-    adaptive.add_argument("--eot-fingerprints", nargs="+", default=None, metavar="FILE_OR_DIR",
+    adaptive.add_argument("--eot-fingerprints", action=CommaList, default=None,
+                          metavar="FILE_OR_DIR",
                           help="EOT fingerprint sets (default: zoo/fingerprints-eot)")
     adaptive.add_argument("--eot-calibration", default=None, metavar="FILE",
                           help="their calibration (default: zoo/calibration-eot.json)")
@@ -140,12 +98,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="threshold rule of the legacy threshold verdict column")
     p.add_argument("--json", dest="json_out", type=output_file, default=None, metavar="FILE",
                    help="write the report (docs/design.md 3.6) here, atomically")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    alias(p, "--no-progress", dest="quiet", action="store_true")
     add_client_arguments(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from verifier_client.calibration import load_calibration
+    from verifier_client.fingerprint_set import load_sets
+    from verifier_client.verification import (
+        NO_VERDICT,
+        VerifyOptions,
+        print_report,
+        verify,
+        write_report,
+    )
+
     options = client_kwargs(args)
     sets = load_sets(args.fingerprints)
     calibration = load_calibration(args.calibration)
@@ -161,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                              min_success=args.min_success, seed=args.seed, repeats=args.repeats,
                              budget=args.budget, rule=args.rule, votes=votes)
     report = verify(args.url, args.model, sets, calibration, options=decision,
-                    show_progress=not args.no_progress, **options)
+                    show_progress=not args.quiet, **options)
     if adaptive is not None:
         report["adaptive"] = adaptive
     print_report(report)

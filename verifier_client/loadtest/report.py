@@ -53,6 +53,14 @@ def overhead(points: list[dict[str, Any]], models: Sequence[str]) -> list[dict[s
 # --------------------------------------------------------------------------------------------
 
 
+def spec_text(spec: dict[str, Any] | None) -> str:
+    """A preprocessing spec as it is written on the command line: ``csrp(sigma=1.23, p=6)``."""
+    if not spec:
+        return "none"
+    options = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name")
+    return f"{spec.get('name')}({options})"
+
+
 def _fmt(value: Any, digits: int = 2) -> str:
     if value is None:
         return "-"
@@ -71,7 +79,8 @@ def markdown_report(report: dict[str, Any], command: str | None = None) -> str:
               f"{s['duration_s']:g} s per point, at most {s['max_requests']} requests per point; "
               f"run {report['created']}, {report.get('wall_s', '-')} s in all.", ""]
     for model, parameters in report["server_models"].items():
-        lines.append(f"- `{model}`: preprocessing {parameters.get('preprocessing')}, backend "
+        lines.append(f"- `{model}`: preprocessing {spec_text(parameters.get('preprocessing'))}, "
+                     f"backend "
                      f"{parameters.get('backend')} on {parameters.get('device')} "
                      f"({', '.join(parameters.get('providers') or []) or '-'}), max batch "
                      f"{parameters.get('max_batch_size')}")
@@ -94,16 +103,25 @@ def markdown_report(report: dict[str, Any], command: str | None = None) -> str:
             f"{_fmt(srv['preprocess_ms_per_batch'], 3)} | {_fmt(srv['infer_ms_per_batch'], 3)} | "
             f"{_fmt(srv['mean_batch_size'], 1)} |")
     if report["overhead"]:
-        minus = report["overhead"][0]["minus"]
-        lines += ["", f"## Preprocessing overhead ({minus}, same server, same run)", "",
+        first, second = report["models"]
+        keyed = {(p["model"], p["mode"], p["concurrency"], p["rate"]): p
+                 for p in report["points"]}
+        lines += ["", f"## Preprocessing overhead ({first} against {second}, same server, same "
+                  "run)", "", f"Latency percentiles of both ({first} / {second}): a percentile "
+                  "of a few hundred requests moves by a few ms between runs, so a small "
+                  "difference either way is noise. Server stage times: "
+                  f"{first} minus {second}.", "",
                   "| load | p50 ms | p99 ms | throughput ratio | preprocess ms/batch | "
                   "preprocess us/image | infer ms/batch | queue ms | server request ms |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in report["overhead"]:
-            cells = [_fmt(row[key], digits) for key, digits in (
-                ("p50_ms", 3), ("p99_ms", 3), ("throughput_ratio", 3),
-                ("preprocess_ms_per_batch", 3), ("preprocess_us_per_image", 1),
-                ("infer_ms_per_batch", 3), ("queue_ms_per_request", 3), ("request_ms", 3))]
+            a = keyed[(first, row["mode"], row["concurrency"], row["rate"])]["latency_ms"]
+            b = keyed[(second, row["mode"], row["concurrency"], row["rate"])]["latency_ms"]
+            cells = [f"{_fmt(a['p50'])} / {_fmt(b['p50'])}", f"{_fmt(a['p99'])} / {_fmt(b['p99'])}"]
+            cells += [_fmt(row[key], digits) for key, digits in (
+                ("throughput_ratio", 3), ("preprocess_ms_per_batch", 3),
+                ("preprocess_us_per_image", 1), ("infer_ms_per_batch", 3),
+                ("queue_ms_per_request", 3), ("request_ms", 3))]
             lines.append(f"| {level_label(row)} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
@@ -133,16 +151,20 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
                   label=f"{name} p50")
         axes.plot(x, [p["latency_ms"]["p99"] for p in chosen], "s--", color=colour,
                   label=f"{name} p99", alpha=0.7)
-        for p, xi in zip(chosen, x, strict=True):
+        for p, xi in zip(chosen, x, strict=True):  # one label per point, off the others' lines
             axes.annotate(level_label(p), (xi, p["latency_ms"]["p50"]), fontsize=7,
-                          textcoords="offset points", xytext=(3, -10))
+                          color=colour, textcoords="offset points",
+                          xytext=(4, -11 - 9 * index))
     axes.set_xlabel("achieved throughput (images/s)")
     axes.set_ylabel("latency (ms)")
     axes.set_yscale("log")
     axes.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     axes.grid(True, which="both", alpha=0.3)
-    axes.set_title(f"Latency vs throughput, {report['settings']['images_per_request']} image(s) "
-                   "per request")
+    modes = sorted({m for _, m in series})
+    axes.set_title(f"Latency vs throughput of {' and '.join(report['models'])}: "
+                   f"{'/'.join(modes)} loop, {report['settings']['images_per_request']} "
+                   f"image(s) per request, {report['settings']['duration_s']:g} s per point",
+                   fontsize=9)
     axes.legend(fontsize=8)
     figure.tight_layout()
     write_bytes(path, png_bytes(figure))

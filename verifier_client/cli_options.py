@@ -1,0 +1,64 @@
+"""Options several verifier commands share: the HTTP client's, and alpha. Light on purpose
+(nothing here imports torch or the client), so that --help answers at once."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from models.cli_support import checked_number, non_negative_int, positive_float, positive_int
+from models.errors import UserError
+
+
+def alpha_value(value: str) -> float:
+    return checked_number(value, float, lambda v: 0.0 < v < 1.0, "in (0, 1)")
+
+EXAMPLES = """examples:
+  python -m verifier_client verify --url http://127.0.0.1:8000 --model pirate-csrp \\
+      --fingerprints zoo/fingerprints --calibration zoo/calibration.json --repeats 100 \\
+      --json verify-pirate-csrp.json
+  python -m verifier_client verify --url http://10.0.0.5:8000 --model suspect \\
+      --fingerprints ipguard.safetensors cae.safetensors --calibration calibration.json \\
+      --repeats 20 --concurrency 4 --retries 2
+
+  python -m verifier_client verify --url http://127.0.0.1:8000 --model csrp \
+      --fingerprints zoo/fingerprints --calibration zoo/calibration.json --repeats 10 \
+      --budget 60000          # more rounds of 10 repeats while a method is inconclusive
+
+Exit status 0 when it ran (whatever the verdict); 3 when too few queries were answered to give
+a verdict (the JSON says why); 2 with one line when it could not run."""
+
+
+def add_client_arguments(p: argparse.ArgumentParser) -> None:
+    """The HTTP client's options, shared by verify, calibrate (remote) and probe."""
+    group = p.add_argument_group("HTTP client")
+    group.add_argument("--batch-size", type=positive_int, default=100,
+                       help="fingerprints per inference request (default 100)")
+    group.add_argument("--concurrency", type=positive_int, default=8,
+                       help="requests in flight at most (default 8)")
+    group.add_argument("--timeout", type=positive_float, default=30.0,
+                       help="seconds per request (default 30)")
+    group.add_argument("--retries", type=non_negative_int, default=4,
+                       help="retries of a failed request: connection errors, timeouts, 429, 5xx "
+                            "(default 4)")
+    group.add_argument("--backoff", type=float, default=0.25,
+                       help="first backoff in seconds, doubled per retry, with jitter "
+                            "(default 0.25)")
+    group.add_argument("--protocol", choices=("auto", "binary", "json"), default="auto",
+                       help="request encoding: binary tensors, JSON, or binary falling back to "
+                            "JSON (default auto)")
+    group.add_argument("--unreachable-after", type=positive_float, default=30.0, metavar="S",
+                       help="give up once the server has not answered at all for S seconds "
+                            "(circuit breaker; default 30)")
+
+
+def client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``OIPClient`` keyword arguments of the parsed HTTP-client options."""
+    from verifier_client.oip_client import RetryPolicy
+
+    if not args.backoff >= 0 or args.backoff == float("inf"):  # also refuses nan
+        raise UserError(f"--backoff must be a finite number >= 0; got {args.backoff}")
+    return {"batch_size": args.batch_size, "concurrency": args.concurrency,
+            "timeout_s": args.timeout, "protocol": args.protocol,
+            "unreachable_after_s": args.unreachable_after,
+            "retry": RetryPolicy(attempts=args.retries + 1, backoff_s=args.backoff)}
