@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup data-check test lint demo zoo zoo-models clean-venv
+.PHONY: setup data test lint demo zoo zoo-models clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,11 +12,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-setup: $(STAMP) data-check
+setup: $(STAMP) data
 
-data-check:
-	@test -d /usr/share/datasets/fashion-mnist || test -n "$$CSRP_DATA_DIR" || \
-	  (echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' or set CSRP_DATA_DIR" && exit 1)
+# Fashion-MNIST for the tests: found where the loaders look, else installed from Debian's
+# package when this is root on a Debian/Ubuntu machine, else one line saying what to do.
+DATA_HELP := Fashion-MNIST not found: run 'sudo apt-get install dataset-fashion-mnist', or set CSRP_DATA_DIR to a folder holding its four *-ubyte.gz files (https://github.com/zalandoresearch/fashion-mnist)
+data: $(STAMP)
+	@$(PY) -m models data --check fashion-mnist >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && [ -z "$$CSRP_DATA_DIR" ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's dataset-fashion-mnist"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+	      || { apt-get update -q >/dev/null 2>&1 && \
+	           DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; }; \
+	  fi; \
+	  $(PY) -m models data --check fashion-mnist >/dev/null 2>&1 || { echo "$(DATA_HELP)"; exit 1; }; }
+	@$(PY) -m models data --check fashion-mnist
 
 test: setup
 	$(PY) -m pytest -q
