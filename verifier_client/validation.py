@@ -81,17 +81,28 @@ def _count(decisions: dict[str, Any], names: Sequence[str], key: str, value: str
     return [n for n in names if decisions[n][key] == value]
 
 
+def exact_interval(successes: int, trials: int, level: float = 0.95) -> list[float]:
+    """Clopper-Pearson interval of a rate (each model one independent trial): with 0 of 16
+    accused the upper end is 21%, which is all that 16 models can show about a 1% rate."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(successes, trials).proportion_ci(confidence_level=level, method="exact")
+    return [float(ci.low), float(ci.high)]
+
+
 def _negatives(decisions: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
     accused = _count(decisions, names, "verdict", "stolen")
     return {"models": len(names), "accused": accused,
             "inconclusive": _count(decisions, names, "verdict", "inconclusive"),
             "false_accusation_rate": len(accused) / len(names),
+            "false_accusation_interval": exact_interval(len(accused), len(names)),
             "legacy_accused": _count(decisions, names, "legacy_verdict", "stolen")}
 
 
 def _positives(decisions: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
     caught = _count(decisions, names, "verdict", "stolen")
     return {"models": list(names), "caught": caught, "tpr": len(caught) / len(names),
+            "tpr_interval": exact_interval(len(caught), len(names)),
             "inconclusive": _count(decisions, names, "verdict", "inconclusive"),
             "legacy_caught": _count(decisions, names, "legacy_verdict", "stolen")}
 
@@ -102,23 +113,32 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [f"Family-wise alpha {alpha:g} over {len(report['methods'])} methods "
              f"({', '.join(report['methods'])}), deciding by {report['decide_by']}.", "",
              "| innocent models | models | accused (nominal <= "
-             f"{alpha:g}) | inconclusive | accused by the legacy threshold rule |",
-             "|---|---:|---|---:|---|"]
+             f"{alpha:g}) | 95% interval (Clopper-Pearson) | inconclusive | accused by the "
+             "legacy threshold rule |",
+             "|---|---:|---|---|---:|---|"]
     for label, key in (("held-out negatives", "heldout"),
                        ("leave-one-out over the calibration negatives", "leave_one_out")):
         row = report[key]
         lines.append(f"| {label} | {row['models']} | {len(row['accused'])} "
                      f"({row['false_accusation_rate']:.1%}){_names(row['accused'])} | "
+                     f"{_interval(row['false_accusation_interval'])} | "
                      f"{len(row['inconclusive'])} | {len(row['legacy_accused'])} "
                      f"({len(row['legacy_accused']) / row['models']:.1%})"
                      f"{_names(row['legacy_accused'])} |")
-    lines += ["", "| attack | models | caught (stolen) | inconclusive | caught by the legacy "
-              "rule |", "|---|---:|---:|---:|---:|"]
+    lines += ["", "| attack | models | caught (stolen) | 95% interval | inconclusive | caught "
+              "by the legacy rule |", "|---|---:|---:|---|---:|---:|"]
     for category, row in report["positives"].items():
         n = len(row["models"])
         lines.append(f"| {category} | {n} | {len(row['caught'])} ({row['tpr']:.0%}) | "
+                     f"{_interval(row['tpr_interval'])} | "
                      f"{len(row['inconclusive'])} | {len(row['legacy_caught'])} |")
+    lines += ["", "Each model is one trial; the intervals are exact binomial (Clopper-Pearson) "
+              "over models, so a handful of models bounds a rate only loosely."]
     return "\n".join(lines) + "\n"
+
+
+def _interval(bounds: Sequence[float]) -> str:
+    return f"[{bounds[0]:.0%}, {bounds[1]:.0%}]"
 
 
 def _names(names: Sequence[str]) -> str:

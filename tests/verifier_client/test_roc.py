@@ -128,8 +128,18 @@ def test_validate_on_the_tiny_population(tiny_population: Path, tmp_path: Path,
     assert report["positives"]["unmodified"]["tpr"] == 1.0
     for decision in [*report["models"].values(), *report["loo_models"].values()]:
         assert decision["verdict"] in ("stolen", "not_proven", "inconclusive")
-    assert "held-out negatives" in (out / "validation.md").read_text()
+    low, high = report["heldout"]["false_accusation_interval"]
+    assert low <= report["heldout"]["false_accusation_rate"] <= high
+    assert "Clopper-Pearson" in (out / "validation.md").read_text()
     measured = main(["validate", "--zoo", str(tiny_population), "--repeats", "3", "--alpha",
                      "0.05", "--out", str(tmp_path / "measured")])
     again = json.loads((tmp_path / "measured" / "validation.json").read_text())
     assert measured == 0 and again["models"] == report["models"]  # the same seeded outcomes
+
+
+def test_exact_interval_says_what_a_few_models_can_show() -> None:
+    from verifier_client.validation import exact_interval
+
+    low, high = exact_interval(0, 16)
+    assert low == 0.0 and high == pytest.approx(1 - 0.025 ** (1 / 16))  # 0 of 16: up to 21%
+    assert exact_interval(16, 16)[1] == 1.0 and exact_interval(8, 16)[0] > 0.2
