@@ -16,6 +16,8 @@ from models.provenance import code_version, utc_now
 
 MODEL_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")  # used with fullmatch
 CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE = "config.json", "model.safetensors", "model.onnx"
+#: The names of an entry graph's one input and one output (model.onnx).
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 
 def validate_model_name(name: str) -> str:

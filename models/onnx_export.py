@@ -10,7 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
+from models.config import INPUT_NAME, OUTPUT_NAME
+
+__all__ = ["INPUT_NAME", "OPSET", "OUTPUT_NAME", "Parity", "check_parity", "export_onnx"]
+
 OPSET = 17
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 import threading
 import warnings
@@ -43,6 +42,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from models.csrp_tables import axis_table as csrp_axis_table
+from models.csrp_tables import check_sigma_p as _check_sigma_p
+from models.csrp_tables import csrp_geometry
 from models.transforms.base import (
     Option,
     RandomTransform,
@@ -87,41 +89,6 @@ _FLAT_TABLE_MAX_ENTRIES = 1 << 21
 # --------------------------------------------------------------------------------------------
 
 
-def _check_sigma_p(sigma: float, p: int) -> None:
-    if isinstance(sigma, bool) or not isinstance(sigma, int | float):
-        raise ValueError(f"sigma must be a real number > 1; got {sigma!r}")
-    if not math.isfinite(sigma) or sigma <= 1:
-        raise ValueError(f"sigma must be a finite number > 1 (scale limit); got {sigma!r}")
-    if isinstance(p, bool) or not isinstance(p, int):
-        raise ValueError(f"p must be an integer >= 0 (padding); got {p!r}")
-    if p < 0:
-        raise ValueError(f"p must be an integer >= 0 (padding); got {p}")
-
-
-def csrp_geometry(height: int, width: int, sigma: float, p: int) -> tuple[int, int, int, int]:
-    """``(Hmax, Wmax, Hr, Wr)`` of Algorithm 1 for an ``height x width`` image.
-
-    ``floor(H * sigma)`` is taken on the Python float product, as a NumPy port would (so e.g.
-    ``25 * 1.16`` gives 28, not 29; the paper sizes 28, 32 and 64 px are unaffected).
-
-    Raises ``ValueError`` when the arguments are out of range or the resized image vanishes
-    (``Hmax - p < 1`` or ``Wmax - p < 1``).
-    """
-    _check_sigma_p(sigma, p)
-    if height < 1 or width < 1:
-        raise ValueError(f"images must have H >= 1 and W >= 1; got H={height}, W={width}")
-    h_max = math.floor(height * sigma)
-    w_max = math.floor(width * sigma)
-    h_r, w_r = h_max - p, w_max - p
-    if h_r < 1 or w_r < 1:
-        raise ValueError(
-            f"p={p} makes the image vanish for H x W = {height} x {width}, sigma={sigma}: "
-            f"floor(H*sigma) - p = {h_r} and floor(W*sigma) - p = {w_r} must both be >= 1, "
-            f"so p must be in 0..{min(h_max, w_max) - 1}"
-        )
-    return h_max, w_max, h_r, w_r
-
-
 def _check_offsets(offsets: object, batch_size: int, p: int) -> Tensor:
     if not isinstance(offsets, Tensor):
         raise ValueError(f"offsets must be an integer tensor [N, 2]; got {type(offsets).__name__}")
@@ -145,19 +112,10 @@ def _check_offsets(offsets: object, batch_size: int, p: int) -> Tensor:
 
 
 def _axis_table(length: int, scaled: int, resized: int, p: int) -> tuple[Tensor, Tensor]:
-    """Source index and keep-mask of one axis for every offset 0..p: two ``[p + 1, length]``.
-
-    ``scaled`` is ``Hmax`` (or ``Wmax``), ``resized`` is ``Hr`` (or ``Wr``). Output position ``i``
-    reads padded position ``m = round(i * scaled / length)``; with ``o`` zeros before, that is
-    resized position ``r = m - o``, kept when ``0 <= r < resized``, and source position
-    ``round(r * length / resized)``. Products are exact integers; the one division is float64.
-    """
-    i = torch.arange(length, dtype=torch.float64)
-    m = torch.round(i * scaled / length).long().clamp_(0, scaled - 1)
-    r = m.unsqueeze(0) - torch.arange(p + 1).unsqueeze(1)  # [p+1, length]
-    keep = (r >= 0) & (r < resized)
-    src = torch.round(r.clamp(min=0).double() * length / resized).long().clamp_(0, length - 1)
-    return torch.where(keep, src, torch.zeros_like(src)), keep
+    """One axis's source index and keep-mask for every offset 0..p (``models.csrp_tables``,
+    shared with the ONNX serving graph so that both agree pixel for pixel)."""
+    src, keep = csrp_axis_table(length, scaled, resized, p)
+    return torch.from_numpy(src.copy()), torch.from_numpy(keep.copy())
 
 
 @dataclass(frozen=True)
