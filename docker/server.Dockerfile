@@ -16,8 +16,9 @@
 #   onnxruntime-gpu 1.31.1, the version this project resolves and is tested with, is built for
 #   CUDA 13.0 + cuDNN 9 (its build_and_package_info says cuda_version 13.0; its provider library
 #   links libcudart.so.13, libcublas.so.13, libcublasLt.so.13, libcurand.so.10 and opens cuDNN 9
-#   at run time): exactly the libraries torch's wheels bring. The server imports torch before
-#   onnxruntime, so those libraries are already loaded when ORT's CUDA provider starts. It is
+#   at run time): exactly the libraries torch's wheels bring. When torch is imported (torch
+#   backend, RDG) it loads them first; when it is not (CSRP inside the ONNX graph) the server
+#   calls onnxruntime.preload_dlls(), which loads the same nvidia-* wheels' libraries. It is
 #   pinned below so that `pip install .` cannot pick a wheel built for another CUDA.
 # - The image therefore needs only the host's NVIDIA driver, which the NVIDIA Container Toolkit
 #   mounts in at run time (`--gpus all`, or docker-compose.gpu.yml). CUDA 13.0 wants a Linux

@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--port", type=int, help="port (default 8000)")
     add("--device", help="auto | cpu | cuda | cuda:N (default auto: cuda when present)")
     add("--backend", help="onnx | torch | auto (default auto: each config's backend)")
+    add("--preprocess-in", choices=("graph", "torch"),
+        help="where an ONNX entry's CSRP runs: graph (default: inside the ONNX serving graph, "
+             "no torch) or torch (the torch transform before ONNX Runtime)")
     add("--max-batch-size", type=int, help="most images per executed batch and per request "
                                            "(default 64)")
     add("--max-queue-delay-ms", type=float, help="how long a batch waits for more requests "
@@ -91,15 +94,12 @@ def _exit_zero(signum: int, frame: object) -> None:
 
 def serve(settings: object) -> int:
     """Run uvicorn until SIGINT/SIGTERM; 1 if a model failed to load."""
-    import torch
     import uvicorn
 
     from server.core.config import Settings
     from server.main import create_app
 
     assert isinstance(settings, Settings)
-    if settings.workers_threads:
-        torch.set_num_threads(settings.workers_threads)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fatal: list[str] = []

@@ -24,7 +24,15 @@ from server.metrics import Metrics
 from server.pipeline.manager import ModelManager
 from server.pipeline.served_model import plan_models
 from server.protocol.schemas import InferenceRequest
-from server.routers import classify, health, infer, metrics, models, server_metadata
+from server.routers import (
+    classify,
+    health,
+    infer,
+    metrics,
+    models,
+    server_metadata,
+    statistics,
+)
 
 
 def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
@@ -47,7 +55,8 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     app.state.metrics = Metrics(settings.max_batch_size)
     install_exception_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    for module in (health, server_metadata, models, infer, classify, metrics):
+    # statistics before models: /v2/models/stats is not a model called "stats"
+    for module in (health, server_metadata, statistics, models, infer, classify, metrics):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes,
                        max_json_bytes=settings.max_json_body_bytes,

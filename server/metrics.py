@@ -1,6 +1,6 @@
 """Prometheus metrics, one ``CollectorRegistry`` per app (so tests can run several apps).
 
-Per model (label ``model``), Triton-like:
+Per model (labels ``model`` and ``version``, as Triton's), Triton-like:
 
 - ``inference_request_total``: inference requests received (infer and classify)
 - ``inference_request_failure_total``: failed requests, label ``reason`` (bad_request,
@@ -19,14 +19,27 @@ Server-wide: ``http_request_rejected_total{reason}``, requests the body-limit mi
 before any route ran (a declared body over the limit); those naming a served model are also
 counted in its ``inference_request_failure_total{reason="too_large"}``.
 
-Nothing derived from a model's outputs beyond counts is ever recorded.
+Nothing derived from a model's outputs beyond counts is ever recorded. prometheus-client's
+``*_created`` series (a timestamp per counter) are turned off: Triton exports none, and they
+doubled the scrape for no use.
+
+The same events also feed ``ModelStatistics`` (``server.pipeline.statistics``), the statistics
+extension's JSON (``GET /v2/models/{name}/stats``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from server.pipeline.statistics import ModelStatistics
+
+prometheus_client.disable_created_metrics()
+
+MODEL_VERSION = "1"
+_MODEL = ["model", "version"]
 
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                     0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -48,9 +61,17 @@ class ModelMetrics:
     ready: Gauge
     failures: Counter  # the parent collector; labelled per call (few reasons)
     model: str
+    stats: ModelStatistics
 
-    def failure(self, reason: str) -> None:
-        self.failures.labels(model=self.model, reason=reason).inc()
+    def failure(self, reason: str, seconds: float = 0.0) -> None:
+        """A failed request (``seconds``: how long it took, when known)."""
+        self.failures.labels(model=self.model, version=MODEL_VERSION, reason=reason).inc()
+        self.stats.request(seconds, ok=False)
+
+    def succeeded(self, seconds: float) -> None:
+        """A request answered, ``seconds`` end to end."""
+        self.request_seconds.observe(seconds)
+        self.stats.request(seconds, ok=True)
 
 
 class Metrics:
@@ -60,51 +81,53 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("inference_request", "Inference requests received",
-                                ["model"], registry=r)
+                                _MODEL, registry=r)
         self.failures = Counter("inference_request_failure", "Inference requests that failed",
-                                ["model", "reason"], registry=r)
-        self.inferences = Counter("inference_count", "Images inferred", ["model"], registry=r)
-        self.batches = Counter("inference_batch_count", "Batches executed", ["model"],
+                                ["model", "version", "reason"], registry=r)
+        self.inferences = Counter("inference_count", "Images inferred", _MODEL, registry=r)
+        self.batches = Counter("inference_batch_count", "Batches executed", _MODEL,
                                registry=r)
         size_buckets = sorted({1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096}
                               | {max_batch_size})
         self.batch_size = Histogram("inference_batch_size", "Images per executed batch",
-                                    ["model"], buckets=[b for b in size_buckets
+                                    _MODEL, buckets=[b for b in size_buckets
                                                         if b <= max_batch_size],
                                     registry=r)
         self.queue_seconds = Histogram(
             "inference_queue_duration_seconds", "Time a request waits for its batch to start",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=r)
+            _MODEL, buckets=_LATENCY_BUCKETS, registry=r)
         self.preprocess_seconds = Histogram(
             "inference_preprocess_duration_seconds",
             "Per batch: concatenation, copy to device and preprocessing (CSRP/RDG)",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=r)
+            _MODEL, buckets=_LATENCY_BUCKETS, registry=r)
         self.compute_seconds = Histogram(
             "inference_compute_duration_seconds", "Per batch: backend execution to labels",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=r)
+            _MODEL, buckets=_LATENCY_BUCKETS, registry=r)
         self.request_seconds = Histogram(
             "inference_request_duration_seconds", "Per successful request, end to end",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=r)
+            _MODEL, buckets=_LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("inference_queue_depth", "Requests waiting in the queue",
-                                 ["model"], registry=r)
+                                 _MODEL, registry=r)
         self.ready = Gauge("model_ready", "1 when the model is loaded and warmed up",
-                           ["model"], registry=r)
+                           _MODEL, registry=r)
         self.rejected = Counter("http_request_rejected",
                                 "Requests answered before any route ran (body too large)",
                                 ["reason"], registry=r)
 
     def for_model(self, name: str) -> ModelMetrics:
+        labels = {"model": name, "version": MODEL_VERSION}
         return ModelMetrics(
-            requests=self.requests.labels(model=name),
-            inferences=self.inferences.labels(model=name),
-            batches=self.batches.labels(model=name),
-            batch_size=self.batch_size.labels(model=name),
-            queue_seconds=self.queue_seconds.labels(model=name),
-            preprocess_seconds=self.preprocess_seconds.labels(model=name),
-            compute_seconds=self.compute_seconds.labels(model=name),
-            request_seconds=self.request_seconds.labels(model=name),
-            queue_depth=self.queue_depth.labels(model=name),
-            ready=self.ready.labels(model=name),
+            requests=self.requests.labels(**labels),
+            inferences=self.inferences.labels(**labels),
+            batches=self.batches.labels(**labels),
+            batch_size=self.batch_size.labels(**labels),
+            queue_seconds=self.queue_seconds.labels(**labels),
+            preprocess_seconds=self.preprocess_seconds.labels(**labels),
+            compute_seconds=self.compute_seconds.labels(**labels),
+            request_seconds=self.request_seconds.labels(**labels),
+            queue_depth=self.queue_depth.labels(**labels),
+            ready=self.ready.labels(**labels),
             failures=self.failures,
             model=name,
+            stats=ModelStatistics(name, MODEL_VERSION),
         )

@@ -10,8 +10,9 @@ setting             flag                         default
 repository          --repository DIR             (required)
 models              --models a,b                 every entry of the repository
 host, port          --host, --port               127.0.0.1, 8000
-device              --device auto|cpu|cuda[:N]   auto (cuda when torch sees a GPU)
+device              --device auto|cpu|cuda[:N]   auto (cuda when the driver has a GPU)
 backend             --backend onnx|torch|auto    auto (each config's ``backend``)
+preprocess_in       --preprocess-in graph|torch  graph: CSRP inside the ONNX serving graph
 max_batch_size      --max-batch-size             64 images (per batch and per request)
 max_queue_delay_ms  --max-queue-delay-ms         2
 max_queue_size      --max-queue-size             1024 requests per model
@@ -43,8 +44,9 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from models.config import list_entries, validate_model_name
 from models.errors import UserError
-from models.repository import list_entries, validate_model_name
+from server.core.devices import cuda_device_count
 
 ENV_PREFIX = "CSRP_SERVER_"
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
@@ -62,6 +64,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     device: str = "auto"
     backend: Literal["auto", "onnx", "torch"] = "auto"
+    preprocess_in: Literal["graph", "torch"] = "graph"
     max_batch_size: int = Field(64, ge=1, le=4096)
     max_queue_delay_ms: float = Field(2.0, ge=0, le=60_000)
     max_queue_size: int = Field(1024, ge=1, le=1_000_000)
@@ -122,15 +125,13 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown model(s) {', '.join(unknown)} in {self.repository}; "
                              f"available: {', '.join(available)}")
         if self.device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
+            count = cuda_device_count()
+            if count == 0:
                 raise ValueError(f"device {self.device!r} asked for but CUDA is not available "
                                  "(use --device cpu or auto)")
             index = int(self.device.partition(":")[2] or 0)
-            if index >= torch.cuda.device_count():
-                raise ValueError(f"device {self.device!r}: only {torch.cuda.device_count()} "
-                                 "CUDA device(s)")
+            if index >= count:
+                raise ValueError(f"device {self.device!r}: only {count} CUDA device(s)")
         return self
 
     # ---- derived -----------------------------------------------------------------------------
@@ -142,12 +143,11 @@ class Settings(BaseSettings):
 
     @property
     def resolved_device(self) -> str:
-        """``auto`` made concrete: ``cuda`` when torch sees a GPU, else ``cpu``."""
+        """``auto`` made concrete: ``cuda`` when the CUDA driver reports a GPU, else ``cpu``
+        (asked of the driver, not of torch, which the edge server does not have)."""
         if self.device != "auto":
             return self.device
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if cuda_device_count() else "cpu"
 
     @property
     def max_body_bytes(self) -> int:

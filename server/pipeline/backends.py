@@ -1,4 +1,6 @@
-"""Backends: a float image batch on the model's device in, INT64 labels on the CPU out.
+"""Backends of the torch pipeline (``server.pipeline.pipelines.TorchPipeline``): a float image
+batch (torch) on the model's device in, INT64 labels on the CPU out. ONNX entries whose
+preprocessing fits the serving graph do not come here (``GraphPipeline``, no torch).
 
 * ``OnnxBackend``: ONNX Runtime. With ``device`` cuda and the CUDA provider present, the input is
   bound in place on the GPU and the logits are written into a torch tensor on the GPU (I/O
@@ -20,9 +22,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from models.config import INPUT_NAME, ONNX_FILE, OUTPUT_NAME, ModelConfig
 from models.errors import UserError
-from models.onnx_export import INPUT_NAME, OUTPUT_NAME
-from models.repository import ONNX_FILE, WEIGHTS_FILE, ModelConfig
 from models.runtime import TorchPredictor
 
 log = logging.getLogger("server.backends")
@@ -35,26 +36,6 @@ class Backend(Protocol):
     providers: list[str]
 
     def labels(self, images: torch.Tensor) -> np.ndarray: ...
-
-
-def resolve_backend(path: Path, config: ModelConfig, requested: str) -> str:
-    # messages name the entry's folder (what the operator sees), not the name inside config.json
-    """``requested`` (onnx | torch) or, for ``auto``, the config's backend, falling back to the
-    file that exists (an int8 entry has only model.onnx). Raises ``UserError`` when the
-    requested backend's file is missing."""
-    files = {"onnx": (path / ONNX_FILE).is_file(), "torch": (path / WEIGHTS_FILE).is_file()}
-    if requested != "auto":
-        if not files[requested]:
-            missing = ONNX_FILE if requested == "onnx" else WEIGHTS_FILE
-            raise UserError(f"model {path.name!r}: backend {requested!r} needs {missing}, "
-                            "which the entry does not have")
-        return requested
-    if files[config.backend]:
-        return config.backend
-    for name, present in files.items():
-        if present:
-            return name
-    raise UserError(f"model {path.name!r}: no {ONNX_FILE} or {WEIGHTS_FILE}")
 
 
 class TorchBackend:
@@ -79,35 +60,19 @@ class OnnxBackend:
                  threads: int | None = None, strict: bool = True) -> None:
         """``strict``: a cuda ``device`` must get the CUDA provider (else ``UserError``); with
         ``strict=False`` (``--device auto``) the session falls back to the CPU provider."""
-        import onnxruntime as ort
+        from server.pipeline.onnx_session import onnx_session
 
         onnx_path = path / ONNX_FILE
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or 0
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers: list[str | tuple[str, dict[str, str]]] = ["CPUExecutionProvider"]
-        cuda_available = "CUDAExecutionProvider" in ort.get_available_providers()
-        if device.type == "cuda":
-            if not cuda_available and strict:
-                raise UserError("device cuda asked for but this ONNX Runtime has no CUDA "
-                                "provider (install onnxruntime-gpu, not onnxruntime)")
-            if cuda_available:
-                providers.insert(0, ("CUDAExecutionProvider",
-                                     {"device_id": str(device.index or 0)}))
         try:
-            self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
-        except Exception as error:
-            raise UserError(f"{onnx_path}: cannot load ONNX graph ({error})") from None
+            model = onnx_path.read_bytes()
+        except OSError as error:
+            raise UserError(f"{onnx_path}: cannot read ({error})") from None
+        try:
+            self.session = onnx_session(model, str(device), threads, strict)
+        except UserError as error:
+            raise UserError(f"{onnx_path}: {error}") from None
         self.providers: list[str] = list(self.session.get_providers())
         on_cuda = "CUDAExecutionProvider" in self.providers
-        if device.type == "cuda" and not on_cuda:
-            if strict:
-                raise UserError(f"{onnx_path}: the CUDA provider failed to start (providers in "
-                                f"use: {', '.join(self.providers)}); use --device cpu")
-            log.warning("%s: CUDA provider unavailable, running on the CPU provider", onnx_path)
         self.device = device
         self.num_classes = num_classes
         self._io_binding = device.type == "cuda" and on_cuda

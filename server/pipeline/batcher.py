@@ -7,7 +7,7 @@ images or ``max_queue_delay`` has passed since that first job was enqueued (Trit
 batcher; with delay 0 it takes only what is already waiting). A job that would overflow the batch
 starts the next one. The batch is run once (``execute``: concatenation in arrival order,
 preprocessing, backend) and each job's slice of the labels resolves its future through
-``loop.call_soon_threadsafe``. Torch and ONNX work never runs on the event loop.
+``loop.call_soon_threadsafe``. Preprocessing and model work never run on the event loop.
 
 Jobs whose future was cancelled (client gone) before their batch starts are dropped.
 """
@@ -24,19 +24,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from server.core.errors import InternalError, OverloadedError, UnavailableError
 from server.metrics import ModelMetrics
 
 log = logging.getLogger("server.batcher")
 
-Execute = Callable[[Sequence[torch.Tensor]], np.ndarray]
+Execute = Callable[[Sequence[np.ndarray]], np.ndarray]
 
 
 @dataclass(slots=True, eq=False)
 class Job:
-    images: torch.Tensor  # float32 [n, C, H, W] on the CPU
+    images: np.ndarray  # float32 [n, C, H, W]
     future: asyncio.Future[np.ndarray]
     loop: asyncio.AbstractEventLoop
     enqueued: float  # time.perf_counter()
@@ -61,7 +60,8 @@ class DynamicBatcher:
 
     def __init__(self, name: str, execute: Execute, *, max_batch_size: int,
                  max_queue_delay_s: float, max_queue_size: int, metrics: ModelMetrics,
-                 torch_threads: int | None = None, batch_sleep_s: float = 0.0) -> None:
+                 thread_init: Callable[[], None] | None = None,
+                 batch_sleep_s: float = 0.0) -> None:
         self.name = name
         self._execute = execute
         self.max_batch_size = max_batch_size
@@ -69,7 +69,7 @@ class DynamicBatcher:
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue_size)
         self._metrics = metrics
         self._batch_sleep_s = batch_sleep_s
-        self._torch_threads = torch_threads
+        self._thread_init = thread_init
         self._carry: Job | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, name=f"batcher-{name}", daemon=True)
@@ -80,7 +80,7 @@ class DynamicBatcher:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, images: torch.Tensor) -> asyncio.Future[np.ndarray]:
+    def submit(self, images: np.ndarray) -> asyncio.Future[np.ndarray]:
         """Enqueue ``images``; the future resolves to their labels (int64 [n])."""
         if self._stop.is_set():
             raise UnavailableError("server is shutting down")
@@ -136,10 +136,10 @@ class DynamicBatcher:
         return jobs
 
     def _work(self) -> None:
-        if self._torch_threads:
-            # torch's intra-op setting is per thread: a new thread would start with OpenMP's
-            # default team and run several times slower on a busy machine
-            torch.set_num_threads(self._torch_threads)
+        if self._thread_init is not None:
+            # e.g. torch's intra-op setting is per thread: a new thread would start with
+            # OpenMP's default team and run several times slower on a busy machine
+            self._thread_init()
         while not self._stop.is_set():
             first = self._take(0.1)
             if first is None:
@@ -154,6 +154,7 @@ class DynamicBatcher:
         start = time.perf_counter()
         for job in jobs:
             self._metrics.queue_seconds.observe(start - job.enqueued)
+            self._metrics.stats.queued(start - job.enqueued)
         try:
             labels = self._execute([job.images for job in jobs])
         except Exception:

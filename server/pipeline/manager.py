@@ -17,8 +17,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from models.config import validate_model_name
 from models.errors import UserError
-from models.repository import validate_model_name
 from server.core.config import Settings
 from server.core.errors import BadRequestError, NotFoundError, UnavailableError
 from server.metrics import Metrics

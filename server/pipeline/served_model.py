@@ -1,24 +1,27 @@
 """One served model: its config, preprocessing, backend, random stream and batcher.
 
 Pipeline of a batch (in the model's worker thread): concatenate the requests' float images in
-arrival order -> copy to the device -> the config's preprocessing (``build_transform``: CSRP or
-RDG with fresh per-sample parameters, none for a plain copy) -> backend -> labels.
+arrival order -> the config's preprocessing with fresh per-sample parameters -> model -> labels
+(``server.pipeline.pipelines``: CSRP inside the ONNX serving graph for ONNX entries, the torch
+transform otherwise; RDG always runs in torch).
 
-Random stream and draw order (the contract tests rely on): each model owns one CPU
-``torch.Generator``, seeded with ``--seed`` when given (every model gets the same seed) and from
-the OS (``secrets``) otherwise. The warm-up uses a throwaway generator, so the first request sees
-the stream from its start. For every executed batch the transform is called exactly once, on the
-concatenation of the batch's requests in arrival order, with that generator: CSRP draws
-``torch.randint(0, p + 1, (N_batch, 2), generator=g)`` and row ``i`` belongs to the i-th image of
-the concatenation. So with ``--seed S`` a first request of N images is answered exactly as
-``predictor(csrp(x, sigma, p, generator=torch.Generator().manual_seed(S)))``; with
-``--max-batch-size 1`` the k-th image sent (one at a time) gets the k-th draw.
+Random stream and draw order (the contract tests rely on): each model owns one random stream,
+seeded with ``--seed`` when given (every model gets the same seed) and from the OS otherwise.
+The warm-up uses a throwaway stream, so the first request sees the stream from its start. For
+every executed batch the parameters are drawn exactly once, for the concatenation of the batch's
+requests in arrival order: CSRP draws what ``torch.randint(0, p + 1, (N_batch, 2), generator=g)``
+gives for ``g = torch.Generator().manual_seed(S)`` (on the graph path a NumPy stream that draws
+the same numbers, ``models.csrp_tables.TorchCompatibleOffsets``) and row ``i`` belongs to the
+i-th image of the concatenation. So with ``--seed S`` a first request of N images is answered
+exactly as ``predictor(csrp(x, sigma, p, generator=torch.Generator().manual_seed(S)))`` on both
+paths; with ``--max-batch-size 1`` the k-th image sent (one at a time) gets the k-th draw.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
-import secrets
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -27,11 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from models.errors import UserError
-from models.repository import (
+from models.config import (
     CONFIG_FILE,
     ONNX_FILE,
     WEIGHTS_FILE,
@@ -39,12 +39,14 @@ from models.repository import (
     entry_dir,
     load_config,
 )
-from models.transforms import build_transform
+from models.csrp_tables import csrp_spec
+from models.errors import UserError
 from server.core.config import Settings
 from server.core.errors import UnavailableError
 from server.metrics import Metrics, ModelMetrics
-from server.pipeline.backends import Backend, load_backend, resolve_backend
 from server.pipeline.batcher import DynamicBatcher
+from server.pipeline.pipelines import Pipeline, load_pipeline
+from server.pipeline.resolve import resolve_backend
 from server.protocol.codec import Signature
 from server.protocol.schemas import ModelMetadata, ModelParameters
 
@@ -60,6 +62,10 @@ class ModelPlan:
     config: ModelConfig
     backend: str
     preprocessing: dict[str, Any] | None
+    #: "onnx-graph" (CSRP inside the serving graph), "torch" or None (no preprocessing)
+    preprocessing_runs: str | None = None
+    #: (sigma, p) when CSRP runs in the graph
+    csrp: tuple[float, int] | None = None
 
 
 def check_inside(repository: Path, path: Path, name: str) -> None:
@@ -85,11 +91,34 @@ def plan_model(settings: Settings, name: str) -> ModelPlan:
     except UserError as error:
         raise UserError(f"model {name!r}: {error}") from None
     backend = resolve_backend(path, config, settings.backend)
+    spec = config.preprocessing
+    in_graph = backend == "onnx" and (spec is None or (settings.preprocess_in == "graph"
+                                                       and spec.get("name") == "csrp"))
+    if not in_graph and not torch_available():
+        need = f"backend {backend!r}" if backend == "torch" else \
+            f"preprocessing {spec.get('name')!r} in torch" if spec else "torch"
+        raise UserError(f"model {name!r}: {need} needs torch, which this server's environment "
+                        "does not have (an edge install serves ONNX entries with CSRP or no "
+                        "preprocessing)")
     try:
-        build_transform(config.preprocessing)
+        if spec is None:
+            return ModelPlan(name, path, config, backend, None)
+        if in_graph:
+            csrp = csrp_spec(spec, config.input_shape)  # checked without torch
+            return ModelPlan(name, path, config, backend, spec, "onnx-graph", csrp)
+        from models.transforms import build_transform  # torch: only for torch preprocessing
+
+        build_transform(spec).check_fits(config.input_shape)
     except ValueError as error:
         raise UserError(f"model {name!r}: bad preprocessing in config.json: {error}") from None
-    return ModelPlan(name, path, config, backend, config.preprocessing)
+    return ModelPlan(name, path, config, backend, spec, "torch")
+
+
+def torch_available() -> bool:
+    """Whether torch can be imported here (without importing it)."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"] is not None
+    return importlib.util.find_spec("torch") is not None
 
 
 def plan_models(settings: Settings) -> tuple[list[ModelPlan], dict[str, str]]:
@@ -116,10 +145,6 @@ def public_reason(error: BaseException) -> str:
     return "an internal error while loading it (see the server log)"
 
 
-def _make_generator(seed: int | None) -> torch.Generator:
-    return torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
-
-
 class ServedModel:
     """Created at startup from its plan; ``load`` (background thread) makes it ready."""
 
@@ -130,19 +155,11 @@ class ServedModel:
         self.settings = settings
         c, h, w = plan.config.input_shape
         self.signature = Signature(c, h, w, settings.max_batch_size)
-        self.device = torch.device(settings.resolved_device)
+        self.device = settings.resolved_device
         self.metrics: ModelMetrics = metrics.for_model(plan.name)
-        self.backend: Backend | None = None
-        self.transform: nn.Module | None = None
+        self.pipeline: Pipeline | None = None
         self.batcher: DynamicBatcher | None = None
-        self._generator = _make_generator(settings.seed)
-        #: intra-op threads for torch in the loader and worker threads (per-thread in torch).
-        #: With ONNX Runtime as the backend torch only runs the preprocessing gather, which is
-        #: small and memory-bound: a second intra-op thread only adds synchronisation (measured
-        #: on the loaded 2-core box: CSRP 24 ms/batch with 2 threads vs 0.05-0.15 ms with 1;
-        #: results/loadtest/README.md), so it gets one thread.
-        self.torch_threads = (1 if plan.backend == "onnx"
-                              else settings.workers_threads or torch.get_num_threads())
+        self._stream: Any = None
         self._ready = threading.Event()
         self.error: str | None = None
 
@@ -154,13 +171,12 @@ class ServedModel:
 
     def load(self, stop: threading.Event) -> None:
         """Load the backend, warm up, start the worker; then ready (loader thread)."""
-        torch.set_num_threads(self.torch_threads)
-        self.transform = build_transform(self.plan.preprocessing)
-        if self.transform is not None:
-            self.transform = self.transform.to(self.device).eval()
-        self.backend = load_backend(self.plan.path, self.config, self.plan.backend, self.device,
-                                    self.settings.workers_threads,
-                                    strict=self.settings.device != "auto")
+        plan = self.plan
+        self.pipeline = load_pipeline(plan.path, self.config, plan.backend,
+                                      plan.preprocessing_runs, plan.csrp, self.device,
+                                      self.settings.workers_threads,
+                                      strict=self.settings.device != "auto")
+        self._stream = self.pipeline.new_stream(self.settings.seed)
         if self.settings.warmup_delay_s:
             stop.wait(self.settings.warmup_delay_s)  # testing hook: slow warm-up
         if stop.is_set():
@@ -170,21 +186,24 @@ class ServedModel:
             self.name, self.execute, max_batch_size=self.settings.max_batch_size,
             max_queue_delay_s=self.settings.max_queue_delay_ms / 1000.0,
             max_queue_size=self.settings.max_queue_size, metrics=self.metrics,
-            torch_threads=self.torch_threads, batch_sleep_s=self.settings.batch_sleep_ms / 1000.0)
+            thread_init=self.pipeline.thread_init,
+            batch_sleep_s=self.settings.batch_sleep_ms / 1000.0)
         self.batcher.start()
         self._ready.set()
         self.metrics.ready.set(1)
-        log.info("model %s ready (backend %s, providers %s, preprocessing %s)", self.name,
-                 self.plan.backend, ",".join(self.backend.providers), self.plan.preprocessing)
+        log.info("model %s ready (backend %s, providers %s, preprocessing %s in %s)", self.name,
+                 self.plan.backend, ",".join(self.pipeline.providers), self.plan.preprocessing,
+                 self.pipeline.preprocessing_runs)
 
     def _warm_up(self) -> None:
         """Run the whole pipeline at batch 1 and at the max batch size on zeros, with a
-        throwaway generator (the serving stream is untouched)."""
+        throwaway stream (the serving stream is untouched)."""
+        assert self.pipeline is not None
         c, h, w = self.config.input_shape
-        generator = torch.Generator().manual_seed(0)
+        stream = self.pipeline.new_stream(0)
         sizes = sorted({1, self.settings.max_batch_size})
         for size in sizes:
-            labels = self._pipeline([torch.zeros(size, c, h, w)], generator)
+            labels = self._pipeline([np.zeros((size, c, h, w), np.float32)], stream)
             if labels.shape != (size,):
                 raise UserError(f"model {self.name!r}: warm-up gave labels of shape "
                                 f"{labels.shape}, expected ({size},)")
@@ -197,49 +216,52 @@ class ServedModel:
 
     # ---- inference -------------------------------------------------------------------------
 
-    async def infer(self, images: torch.Tensor) -> np.ndarray:
+    async def infer(self, images: np.ndarray) -> np.ndarray:
         """Labels (int64 [n]) for float images [n, C, H, W]; raises 503 when not ready/full."""
         if not self._ready.is_set() or self.batcher is None:
             raise UnavailableError(f"model {self.name!r} is not ready")
         return await self.batcher.submit(images)
 
-    def execute(self, parts: Sequence[torch.Tensor]) -> np.ndarray:
-        """One batch with the serving generator (called by the batcher's worker only)."""
-        return self._pipeline(parts, self._generator, self.metrics)
+    def execute(self, parts: Sequence[np.ndarray]) -> np.ndarray:
+        """One batch with the serving stream (called by the batcher's worker only)."""
+        return self._pipeline(parts, self._stream, self.metrics)
 
-    def _pipeline(self, parts: Sequence[torch.Tensor], generator: torch.Generator,
+    def _pipeline(self, parts: Sequence[np.ndarray], stream: Any,
                   metrics: ModelMetrics | None = None) -> np.ndarray:
-        assert self.backend is not None
+        """Preprocess seconds: concatenation plus what runs outside the model run (the torch
+        transform); on the graph path CSRP is inside the model run and counts as compute."""
+        assert self.pipeline is not None
         start = time.perf_counter()
-        images = parts[0] if len(parts) == 1 else torch.cat(list(parts))
-        images = images.to(self.device, non_blocking=True)
-        if self.transform is not None:
-            with torch.inference_mode():
-                images = self.transform(images, generator=generator)
-        prepared = time.perf_counter()
-        labels = self.backend.labels(images)
+        images = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        joined = time.perf_counter()
+        labels, preprocess = self.pipeline.run(images, stream)
+        ran = time.perf_counter()
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
         if metrics is not None:
             done = time.perf_counter()
-            metrics.preprocess_seconds.observe(prepared - start)
-            metrics.compute_seconds.observe(done - prepared)
+            compute_input, compute_infer = joined - start + preprocess, ran - joined - preprocess
+            metrics.preprocess_seconds.observe(compute_input)
+            metrics.compute_seconds.observe(compute_infer)
+            metrics.stats.batch(len(labels), compute_input, compute_infer, done - ran)
         return labels
 
     # ---- metadata --------------------------------------------------------------------------
 
     def metadata(self) -> ModelMetadata:
-        backend = self.backend
+        pipeline = self.pipeline
         return ModelMetadata(
             name=self.name,
             versions=["1"],
-            platform=backend.platform if backend else
+            platform=pipeline.platform if pipeline else
             ("onnxruntime_onnx" if self.plan.backend == "onnx" else "pytorch_eager"),
             inputs=self.signature.inputs(),
             outputs=self.signature.outputs(),
             parameters=ModelParameters(
                 backend=self.plan.backend,
                 device=str(self.device),
-                providers=list(backend.providers) if backend else [],
+                providers=list(pipeline.providers) if pipeline else [],
                 preprocessing=self.plan.preprocessing,
+                preprocessing_runs=self.plan.preprocessing_runs,
                 max_batch_size=self.settings.max_batch_size,
                 class_names=list(self.config.labels),
             ),

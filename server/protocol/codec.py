@@ -26,7 +26,6 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from pydantic import ValidationError
 
 from server.core.errors import BadRequestError, UnsupportedMediaTypeError, validation_message
@@ -63,7 +62,7 @@ class Signature:
 
 @dataclass(frozen=True)
 class DecodedRequest:
-    images: torch.Tensor  # float32 [N, C, H, W] in [0, 1], CPU, contiguous
+    images: np.ndarray  # float32 [N, C, H, W] in [0, 1], C-contiguous
     request_id: str | None
     binary_output: bool
 
@@ -75,15 +74,12 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def check_infer_content_type(content_type: str | None, encoding: str | None) -> None:
+def check_infer_content_type(content_type: str | None) -> None:
     kind = media_type(content_type)
     if kind not in _INFER_TYPES:
         raise UnsupportedMediaTypeError(
             f"unsupported Content-Type {kind!r}: send application/json (JSON request) or "
             "application/octet-stream (binary tensor extension)")
-    if encoding and encoding.strip().lower() not in {"identity", ""}:
-        raise UnsupportedMediaTypeError(f"unsupported Content-Encoding {encoding.strip()!r}: "
-                                        "send the body uncompressed")
 
 
 def parse_header_length(value: str | None, body_size: int) -> int | None:
@@ -183,7 +179,7 @@ def _expected_shape(tensor: RequestInput, signature: Signature) -> tuple[int, ..
 
 
 def _decode_input(tensor: RequestInput, binary: memoryview, has_header_length: bool,
-                  signature: Signature) -> torch.Tensor:
+                  signature: Signature) -> np.ndarray:
     shape = _expected_shape(tensor, signature)
     count = int(np.prod(shape))
     is_uint8 = tensor.name == UINT8_INPUT
@@ -248,16 +244,17 @@ def _check_unit_range(array: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
-def uint8_nhwc_to_float(array: np.ndarray) -> torch.Tensor:
+def uint8_nhwc_to_float(array: np.ndarray) -> np.ndarray:
     """UINT8 [N, H, W, C] -> float32 [N, C, H, W] = x / 255 (correctly rounded, contiguous)."""
     out = np.ascontiguousarray(array.transpose(0, 3, 1, 2), dtype=np.float32)
     np.divide(out, np.float32(255.0), out=out)
-    return torch.from_numpy(out)
+    return out
 
 
-def fp32_nchw_to_tensor(array: np.ndarray, name: str = FP32_INPUT) -> torch.Tensor:
+def fp32_nchw_to_tensor(array: np.ndarray, name: str = FP32_INPUT) -> np.ndarray:
+    """FP32 [N, C, H, W] checked to lie in [0, 1]: a C-contiguous float32 copy."""
     _check_unit_range(array, name)
-    return torch.from_numpy(np.array(array, dtype=np.float32, order="C", copy=True))
+    return np.array(array, dtype=np.float32, order="C", copy=True)
 
 
 # ---- response ---------------------------------------------------------------------------------

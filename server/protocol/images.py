@@ -16,7 +16,12 @@ FORMATS = ("PNG", "JPEG")
 _MODES = {1: "L", 3: "RGB"}
 
 
-def decode_image(data: bytes, signature: Signature, index: int = 0) -> np.ndarray:
+#: raw request bodies: media type -> the one format Pillow may read it as
+MEDIA_TYPES = {"image/png": ("PNG",), "image/jpeg": ("JPEG",)}
+
+
+def decode_image(data: bytes, signature: Signature, index: int = 0,
+                 formats: tuple[str, ...] = FORMATS) -> np.ndarray:
     """One PNG or JPEG file -> uint8 [H, W, C] in the model's channels (grey or RGB)."""
     mode = _MODES.get(signature.channels)
     if mode is None:
@@ -25,7 +30,7 @@ def decode_image(data: bytes, signature: Signature, index: int = 0) -> np.ndarra
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+            with Image.open(io.BytesIO(data), formats=formats) as image:
                 if image.size != (signature.width, signature.height):
                     width, height = image.size
                     raise BadRequestError(
@@ -35,12 +40,14 @@ def decode_image(data: bytes, signature: Signature, index: int = 0) -> np.ndarra
     except BadRequestError:
         raise
     except Exception:  # Pillow's decoders raise many kinds (AssertionError, IndexError, ...)
-        raise BadRequestError(f"file {index}: not a decodable PNG or JPEG image") from None
+        kind = " or ".join(formats)
+        raise BadRequestError(f"file {index}: not a decodable {kind} image") from None
     if array.ndim == 2:
         array = array[:, :, None]
     return array
 
 
-def decode_images(files: list[bytes], signature: Signature) -> np.ndarray:
+def decode_images(files: list[bytes], signature: Signature,
+                  formats: tuple[str, ...] = FORMATS) -> np.ndarray:
     """Several files -> uint8 [N, H, W, C]."""
-    return np.stack([decode_image(data, signature, i) for i, data in enumerate(files)])
+    return np.stack([decode_image(data, signature, i, formats) for i, data in enumerate(files)])

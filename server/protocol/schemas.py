@@ -109,6 +109,8 @@ class ModelParameters(BaseModel):
     device: str
     providers: list[str]
     preprocessing: dict[str, Any] | None
+    #: where the preprocessing runs: "onnx-graph" (inside the serving graph), "torch", or None
+    preprocessing_runs: str | None = None
     max_batch_size: int
     class_names: list[str]
 

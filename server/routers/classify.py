@@ -3,6 +3,11 @@
     curl -F files=@shirt.png -F files=@boot.jpg http://127.0.0.1:8000/v1/models/target/classify
     {"model_name":"target","labels":[6,9],"names":["Shirt","Ankle boot"]}
 
+or one image as the raw body (``image/png`` or ``image/jpeg``, as TorchServe takes it)::
+
+    curl --data-binary @shirt.png -H 'Content-Type: image/png' \
+        http://127.0.0.1:8000/v1/models/target/classify
+
 Images are converted to the model's channels (grey or RGB) and must already have the model's
 size: the server never resizes (400 with the expected size). At most ``max_batch_size`` files.
 """
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -24,8 +30,9 @@ from server.core.errors import (
     UnsupportedMediaTypeError,
 )
 from server.deps import ModelDep
+from server.pipeline.served_model import ServedModel
 from server.protocol.codec import media_type, uint8_nhwc_to_float
-from server.protocol.images import decode_images
+from server.protocol.images import MEDIA_TYPES, decode_images
 from server.protocol.schemas import ClassifyResponse, ErrorResponse
 
 router = APIRouter(prefix="/v1/models", tags=["classify"])
@@ -33,10 +40,13 @@ router = APIRouter(prefix="/v1/models", tags=["classify"])
 FIELDS = ("files", "file")
 
 
+_RAW = {"schema": {"type": "string", "format": "binary",
+                   "description": "one image of the model's input size"}}
 _BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["files"],
     "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                             "description": "PNG or JPEG images of the model's input size"}}}}}}}
+                             "description": "PNG or JPEG images of the model's input size"}}}},
+    "image/png": _RAW, "image/jpeg": _RAW}}}
 
 
 @router.post("/{name}/classify", response_model=ClassifyResponse, openapi_extra=_BODY,
@@ -45,39 +55,61 @@ async def classify(model: ModelDep, request: Request) -> ClassifyResponse:
     model.metrics.requests.inc()
     start = time.perf_counter()
     try:
-        if media_type(request.headers.get("content-type")) != "multipart/form-data":
+        kind = media_type(request.headers.get("content-type"))
+        if kind != "multipart/form-data" and kind not in MEDIA_TYPES:
             raise UnsupportedMediaTypeError("send images as multipart/form-data file fields named "
-                                            "'files' (curl -F files=@image.png)")
+                                            "'files' (curl -F files=@image.png), or one image as "
+                                            "an image/png or image/jpeg body")
+        content_encoding = (request.headers.get("content-encoding") or "").strip().lower()
+        if content_encoding not in {"", "identity"}:
+            raise UnsupportedMediaTypeError("images are compressed already: send them without "
+                                            "a Content-Encoding")
         if not model.ready:
             raise UnavailableError(f"model {model.name!r} is not ready")
-        limit = model.signature.max_batch_size
-        async with request.form(max_files=limit, max_fields=limit) as form:
-            uploads = []
-            for key, value in form.multi_items():
-                if key not in FIELDS:
-                    raise BadRequestError(f"unknown form field {key[:64]!r}: send images as "
-                                          "'files'")
-                if not isinstance(value, UploadFile):
-                    raise BadRequestError(f"form field {key!r} must be a file upload")
-                uploads.append(value)
-            if not uploads:
-                raise BadRequestError("no image files: send them as 'files' fields")
-            data = [await upload.read() for upload in uploads]
-        arrays = await run_in_threadpool(decode_images, data, model.signature)
-        labels = await model.infer(uint8_nhwc_to_float(arrays))
+        if kind in MEDIA_TYPES:
+            labels = await _classify_raw(model, await request.body(), MEDIA_TYPES[kind])
+        else:
+            labels = await _classify_form(model, request)
     except ApiError as error:
-        model.metrics.failure(error.reason)
+        model.metrics.failure(error.reason, time.perf_counter() - start)
         raise
     except HTTPException:  # malformed multipart, too many files (Starlette's 400)
-        model.metrics.failure("bad_request")
+        model.metrics.failure("bad_request", time.perf_counter() - start)
         raise
     except ClientDisconnect:
-        model.metrics.failure("client_disconnect")
+        model.metrics.failure("client_disconnect", time.perf_counter() - start)
         raise
     except Exception:
-        model.metrics.failure("internal")
+        model.metrics.failure("internal", time.perf_counter() - start)
         raise
-    model.metrics.request_seconds.observe(time.perf_counter() - start)
+    model.metrics.succeeded(time.perf_counter() - start)
     names = model.config.labels
     return ClassifyResponse(model_name=model.name, labels=labels.tolist(),
                             names=[names[i] if i < len(names) else str(i) for i in labels])
+
+
+async def _classify_raw(model: ServedModel, body: bytes, formats: tuple[str, ...]) -> np.ndarray:
+    """One image as the whole body, decoded off the event loop."""
+    if not body:
+        raise BadRequestError("empty body: send one PNG or JPEG image")
+    arrays = await run_in_threadpool(decode_images, [body], model.signature, formats)
+    return await model.infer(uint8_nhwc_to_float(arrays))
+
+
+async def _classify_form(model: ServedModel, request: Request) -> np.ndarray:
+    """Multipart file fields named ``files``, decoded off the event loop."""
+    limit = model.signature.max_batch_size
+    async with request.form(max_files=limit, max_fields=limit) as form:
+        uploads = []
+        for key, value in form.multi_items():
+            if key not in FIELDS:
+                raise BadRequestError(f"unknown form field {key[:64]!r}: send images as "
+                                      "'files'")
+            if not isinstance(value, UploadFile):
+                raise BadRequestError(f"form field {key!r} must be a file upload")
+            uploads.append(value)
+        if not uploads:
+            raise BadRequestError("no image files: send them as 'files' fields")
+        data = [await upload.read() for upload in uploads]
+    arrays = await run_in_threadpool(decode_images, data, model.signature)
+    return await model.infer(uint8_nhwc_to_float(arrays))

@@ -1,5 +1,6 @@
 """``POST /v2/models/{name}/infer`` (also under ``/versions/1``): JSON and binary tensors in,
-INT64 labels out (JSON ``data`` or binary when asked). See ``server.protocol.codec``."""
+INT64 labels out (JSON ``data`` or binary when asked). See ``server.protocol.codec``. Bodies
+may be gzip or deflate compressed (``server.protocol.compression``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from server.protocol.codec import (
     decode_infer_request,
     encode_infer_response,
 )
+from server.protocol.compression import content_encoding, inflate
 from server.protocol.schemas import ErrorResponse, InferenceResponse
 
 router = APIRouter(prefix="/v2/models", tags=["infer"])
@@ -50,11 +52,14 @@ async def run_infer(model: ServedModel, request: Request) -> Response:
     start = time.perf_counter()
     try:
         headers = request.headers
-        check_infer_content_type(headers.get("content-type"), headers.get("content-encoding"))
+        check_infer_content_type(headers.get("content-type"))
+        encoding = content_encoding(headers.get("content-encoding"))
         if not model.ready:
             raise UnavailableError(f"model {model.name!r} is not ready")
         body = await request.body()
         header_length = headers.get(HEADER_LENGTH)
+        if encoding is not None:
+            body = await _inflated(body, encoding, header_length, model)
         if len(body) > _OFFLOAD_BYTES:
             decoded = await run_in_threadpool(decode_infer_request, body, header_length,
                                               model.signature, model.name)
@@ -64,16 +69,29 @@ async def run_infer(model: ServedModel, request: Request) -> Response:
         content, extra, media_type = encode_infer_response(model.name, decoded.request_id,
                                                            labels, decoded.binary_output)
     except ApiError as error:
-        model.metrics.failure(error.reason)
+        model.metrics.failure(error.reason, time.perf_counter() - start)
         raise
     except ClientDisconnect:  # the client left mid-body: no server error, nobody to answer
-        model.metrics.failure("client_disconnect")
+        model.metrics.failure("client_disconnect", time.perf_counter() - start)
         raise
     except Exception:
-        model.metrics.failure("internal")
+        model.metrics.failure("internal", time.perf_counter() - start)
         raise
-    model.metrics.request_seconds.observe(time.perf_counter() - start)
+    model.metrics.succeeded(time.perf_counter() - start)
     return Response(content, media_type=media_type, headers=extra)
+
+
+async def _inflated(body: bytes, encoding: str, header_length: str | None,
+                    model: ServedModel) -> bytes:
+    """A gzip / deflate body inflated under the limit its kind has when uncompressed (JSON or
+    binary), in a worker thread when it is large."""
+    settings = model.settings
+    json_body = header_length is None
+    limit = settings.max_json_body_bytes if json_body else settings.max_body_bytes
+    what = "JSON request body" if json_body else "request body"
+    if len(body) > _OFFLOAD_BYTES // 16:
+        return await run_in_threadpool(inflate, body, encoding, limit, what)
+    return inflate(body, encoding, limit, what)
 
 
 @router.post("/{name}/infer", response_model=InferenceResponse, responses=_RESPONSES,

@@ -9,7 +9,7 @@ from server.protocol.schemas import ServerMetadata
 
 router = APIRouter(tags=["server"])
 
-EXTENSIONS = ["binary_tensor_data"]
+EXTENSIONS = ["binary_tensor_data", "statistics"]
 
 
 @router.get("/v2", response_model=ServerMetadata)

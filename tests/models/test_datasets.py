@@ -298,9 +298,9 @@ def test_missing_data_names_dataset_places_and_remedy(tmp_path, name, folder):
     assert "--data-root" in message
     assert ("cs.toronto.edu/~kriz/cifar.html" if name.startswith("cifar")
             else "tiny-imagenet-200.zip") in message
-    with pytest.raises(UserError) as error:  # no root: the default places are listed
+    with pytest.raises(UserError) as error:  # no root: CSRP_DATA_DIR's places, no fallback
         load_dataset(name, "test")
-    assert "nowhere" in str(error.value) and str(Path("data") / name) in str(error.value)
+    assert "nowhere" in str(error.value) and str(Path("data") / name) not in str(error.value)
 
 
 def test_unknown_dataset_and_split():
@@ -460,7 +460,8 @@ def test_fashion_mnist_missing_user_folder(tmp_path):
 
 
 @pytest.mark.skipif(not DEBIAN_DIR.is_dir(), reason="Debian's dataset-fashion-mnist not installed")
-def test_fashion_mnist_from_debian():
+def test_fashion_mnist_from_debian(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("CSRP_DATA_DIR")  # a set CSRP_DATA_DIR is the only place looked in
     train, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
     assert (len(train), len(test)) == (60000, 10000)
     assert train.images.shape[1:] == (1, 28, 28) and train.images.dtype == torch.uint8

@@ -47,7 +47,7 @@ def tiny_model_bytes() -> tuple[torch.nn.Module, bytes]:
 
 
 def test_serving_graph_labels_equal_model_on_csrp_batch(tiny_model_bytes) -> None:
-    model, raw = tiny_model_bytes
+    _, raw = tiny_model_bytes
     session = _session(serving_graph(raw, (1, 28, 28), (1.23, 6)))
     assert [i.name for i in session.get_inputs()] == ["input", OFFSETS_NAME]
     assert [o.name for o in session.get_outputs()] == [LABEL_NAME]  # no logits leave the graph

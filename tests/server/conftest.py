@@ -73,6 +73,11 @@ class RunningServer:
         self.thread.join(30)
 
 
+def failure_key(reason: str, model: str = "target") -> str:
+    """The /metrics sample of a model's failures for ``reason`` (labels in exposition order)."""
+    return f'inference_request_failure_total{{model="{model}",reason="{reason}",version="1"}}'
+
+
 def start_server(wait_ready: bool = True, **overrides: Any) -> RunningServer:
     port = free_port()
     settings = Settings(**{"host": "127.0.0.1", "port": port, **overrides})

@@ -51,7 +51,7 @@ def test_64_concurrent_clients_get_their_own_labels(server_factory, serve_repo,
     for (_, first, count), labels in zip(requests, results, strict=True):
         assert labels == expected[first:first + count].tolist()
     after = running.metrics()
-    key = '{model="target"}'
+    key = '{model="target",version="1"}'
     requests_made = after[f"inference_request_total{key}"] - before[f"inference_request_total{key}"]
     batches = (after[f"inference_batch_count_total{key}"]
                - before[f"inference_batch_count_total{key}"])

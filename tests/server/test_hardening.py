@@ -23,7 +23,7 @@ from server.core.errors import BadRequestError
 from server.protocol.codec import Signature
 from server.protocol.images import decode_image
 
-from .conftest import binary_request, png_bytes
+from .conftest import binary_request, failure_key, png_bytes
 
 INFER = "/v2/models/target/infer"
 ONE = np.zeros((1, 28, 28, 1), np.uint8)
@@ -148,7 +148,7 @@ def test_json_bodies_have_their_own_smaller_limit(server_factory, serve_repo) ->
         body, headers = binary_request(images)  # the same images as binary tensors: fine
         assert client.post(INFER, content=body, headers=headers).status_code == 200
     metrics = running.metrics()
-    assert metrics['inference_request_failure_total{model="target",reason="too_large"}'] == 1
+    assert metrics[failure_key("too_large")] == 1
     assert metrics['http_request_rejected_total{reason="too_large"}'] == 1
 
 
@@ -161,12 +161,12 @@ def test_a_client_that_leaves_mid_body_is_no_internal_error(server_factory, serv
         sock.sendall(head + b"x" * 100)
         time.sleep(0.3)
     deadline = time.monotonic() + 10
-    key = 'inference_request_failure_total{model="target",reason="client_disconnect"}'
+    key = failure_key("client_disconnect")
     while time.monotonic() < deadline and running.metrics().get(key) != 1:
         time.sleep(0.05)
     metrics = running.metrics()
     assert metrics[key] == 1
-    assert 'inference_request_failure_total{model="target",reason="internal"}' not in metrics
+    assert failure_key("internal") not in metrics
     assert "Traceback" not in caplog.text
 
 

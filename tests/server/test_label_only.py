@@ -28,8 +28,7 @@ ALLOWED_FLOAT_PATHS = (("parameters", "preprocessing"),)
 METRIC_FAMILIES = re.compile(r"^(inference_(request|request_failure|count|batch_count)_total"
                              r"|inference_(batch_size|queue_duration_seconds|"
                              r"preprocess_duration_seconds|compute_duration_seconds|"
-                             r"request_duration_seconds)_(bucket|count|sum|created)"
-                             r"|inference_(request|request_failure|count|batch_count)_created"
+                             r"request_duration_seconds)_(bucket|count|sum)"
                              r"|inference_queue_depth|model_ready)$")
 
 

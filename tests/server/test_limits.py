@@ -11,7 +11,7 @@ import time
 import httpx
 import numpy as np
 
-from tests.server.conftest import binary_request, json_request
+from tests.server.conftest import binary_request, failure_key, json_request
 
 INFER = "/v2/models/target/infer"
 ONE = np.zeros((1, 28, 28, 1), np.uint8)
@@ -80,7 +80,7 @@ def test_413_for_chunked_body_without_content_length(server_factory, serve_repo)
         assert response.status_code == 413
         assert client.get("/v2/health/ready").status_code == 200
     metrics = running.metrics()
-    assert metrics['inference_request_failure_total{model="target",reason="too_large"}'] >= 2
+    assert metrics[failure_key("too_large")] >= 2
 
 
 def test_503_with_retry_after_when_queue_is_full(server_factory, serve_repo) -> None:
@@ -102,7 +102,7 @@ def test_503_with_retry_after_when_queue_is_full(server_factory, serve_repo) -> 
             assert response.headers["retry-after"] == "1"
             assert "queue full" in response.json()["error"]
     metrics = running.metrics()
-    assert metrics['inference_request_failure_total{model="target",reason="overloaded"}'] >= 1
+    assert metrics[failure_key("overloaded")] >= 1
     with running.client() as client:
         assert client.post(INFER, content=body, headers=headers).status_code == 200
 
@@ -126,7 +126,7 @@ def test_ready_only_after_warm_up_live_at_once(server_factory, serve_repo) -> No
         assert client.post(INFER, json=json_request(ONE)).status_code == 200
         assert client.get("/v2/models/target/ready").json() == {"name": "target",
                                                                  "ready": True}
-    assert running.metrics()['model_ready{model="target"}'] == 1
+    assert running.metrics()['model_ready{model="target",version="1"}'] == 1
 
 
 def test_shutdown_stops_workers(server_factory, serve_repo) -> None:

@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.server.conftest import RunningServer, binary_request, json_request, png_bytes
+from tests.server.conftest import (
+    RunningServer,
+    binary_request,
+    failure_key,
+    json_request,
+    png_bytes,
+)
 
 INFER = "/v2/models/target/infer"
 CLASSIFY = "/v1/models/target/classify"
@@ -144,7 +150,8 @@ CORPUS: dict[str, dict[str, Any]] = {
     "text/plain": _post_raw(json.dumps(json_request(ONE_U8)).encode(),
                             **{"Content-Type": "text/plain"}),
     "form-urlencoded": _post_raw(b"a=1", **{"Content-Type": "application/x-www-form-urlencoded"}),
-    "gzip encoding": _post_raw(b"\x1f\x8b", **{"Content-Encoding": "gzip"}),
+    "truncated gzip": _post_raw(b"\x1f\x8b", **{"Content-Encoding": "gzip"}),
+    "br encoding": _post_raw(b"\x00", **{"Content-Encoding": "br"}),
     "invalid model name": _post_json(json_request(ONE_U8), "/v2/models/Bad_Name/infer"),
     "unknown model": _post_json(json_request(ONE_U8), "/v2/models/nope/infer"),
     "unknown version": _post_json(json_request(ONE_U8), "/v2/models/target/versions/2/infer"),
@@ -192,7 +199,8 @@ def test_specific_statuses(answers) -> None:
     assert answers["unknown version"][0] == 404
     assert answers["invalid model name"][0] == 400
     assert answers["text/plain"][0] == 415
-    assert answers["gzip encoding"][0] == 415
+    assert answers["truncated gzip"][0] == 400
+    assert answers["br encoding"][0] == 415
     assert answers["upload not multipart"][0] == 415
     assert "max batch size" in answers["batch above max"][1]["error"]
     assert "empty batch" in answers["empty batch"][1]["error"]
@@ -210,7 +218,7 @@ def test_server_healthy_and_correct_after_corpus(server: RunningServer, answers,
         ok = client.post(INFER, json=json_request(to_uint8_nhwc(test_images[:4])))
         assert ok.status_code == 200 and len(ok.json()["outputs"][0]["data"]) == 4
     metrics = server.metrics()
-    assert metrics.get('inference_request_failure_total{model="target",reason="internal"}',
+    assert metrics.get(failure_key("internal"),
                        0) == 0
-    assert metrics['inference_request_failure_total{model="target",reason="bad_request"}'] > 30
+    assert metrics[failure_key("bad_request")] > 30
 

@@ -38,11 +38,15 @@ def test_plain_model_matches_in_process_predictor(server_factory, serve_repo, te
         assert single == expected[:8].tolist()
 
 
-def test_csrp_model_matches_csrp_with_same_seed(server_factory, serve_repo,
-                                                test_images) -> None:
+@pytest.mark.parametrize(("preprocess_in", "runs"), [("graph", "onnx-graph"),
+                                                     ("torch", "torch")])
+def test_csrp_model_matches_csrp_with_same_seed(server_factory, serve_repo, test_images,
+                                                preprocess_in: str, runs: str) -> None:
+    """Both places CSRP can run (inside the ONNX serving graph, or the torch transform before
+    ONNX Runtime) replay the same draws under a seed."""
     seed = 1234
     running = server_factory(repository=serve_repo, models="target-csrp", seed=seed,
-                             device="cpu")
+                             device="cpu", preprocess_in=preprocess_in)
     predictor = load_predictor(serve_repo / "target-csrp", "onnx")
     generator = torch.Generator().manual_seed(seed)
     sigma, p = CSRP_SPEC["sigma"], CSRP_SPEC["p"]
@@ -52,6 +56,8 @@ def test_csrp_model_matches_csrp_with_same_seed(server_factory, serve_repo,
     expected_second = predictor.predict(csrp(second, sigma, p, generator=generator)).numpy()
     plain = predictor.predict(test_images).numpy()
     with running.client() as client:
+        meta = client.get("/v2/models/target-csrp").json()
+        assert meta["parameters"]["preprocessing_runs"] == runs
         got = []
         for part in (first, second):
             body, headers = binary_request(to_uint8_nhwc(part),

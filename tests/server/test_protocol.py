@@ -194,8 +194,8 @@ def test_metrics_exposed(server: RunningServer) -> None:
                  "model_ready"):
         assert f'{name}{{model="target"' in text or f"{name}{{" in text, name
     values = server.metrics()
-    assert values['inference_count_total{model="target"}'] >= 2
-    assert values['model_ready{model="target"}'] == 1
+    assert values['inference_count_total{model="target",version="1"}'] >= 2
+    assert values['model_ready{model="target",version="1"}'] == 1
 
 
 def test_unknown_route_and_method_are_json_errors(server: RunningServer) -> None:

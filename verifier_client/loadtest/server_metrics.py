@@ -23,10 +23,17 @@ def parse_metrics(text: str) -> MetricSnapshot:
     return snapshot
 
 
+def _total(snapshot: MetricSnapshot, name: str, labels: dict[str, str]) -> float:
+    """The sum over the samples of ``name`` whose labels include ``labels`` (so a server that
+    adds labels, such as ``version``, is read the same)."""
+    return sum(value for (sample, sample_labels), value in snapshot.items()
+               if sample == name and labels.items() <= dict(sample_labels).items())
+
+
 def _delta(before: MetricSnapshot, after: MetricSnapshot, name: str, model: str,
            **labels: str) -> float:
-    key = (name, tuple(sorted({"model": model, **labels}.items())))
-    return after.get(key, 0.0) - before.get(key, 0.0)
+    wanted = {"model": model, **labels}
+    return _total(after, name, wanted) - _total(before, name, wanted)
 
 
 def stage_breakdown(before: MetricSnapshot, after: MetricSnapshot,

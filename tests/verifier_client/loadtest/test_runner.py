@@ -63,7 +63,7 @@ def test_closed_loop_report_with_csrp_overhead(csrp_server: str, tmp_path: Path,
                for r in rows)
     markdown = (out / "loadtest.md").read_text()
     assert "| model | load | offered req/s |" in markdown
-    assert "## Preprocessing overhead (target-csrp - target" in markdown
+    assert "## Preprocessing overhead (target-csrp against target" in markdown
     assert markdown.count("| target-csrp | c=") == 2
     assert (out / "loadtest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

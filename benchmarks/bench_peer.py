@@ -1,0 +1,355 @@
+"""Peer benchmark: this server against TorchServe on the same weights and the same requests.
+
+    python benchmarks/bench_peer.py [--repository zoo] [--duration 10] [--rounds 2]
+                                    [--concurrency 1,8,32] [--out results/peer]
+
+The load generator is ``wrk`` (C, one thread, Debian's ``wrk``), so the client is not the
+bottleneck. Targets, all single-image requests of one Fashion-MNIST test image:
+
+* ``torchserve-png``: TorchServe (``torchserve`` and ``torch-model-archiver`` from PyPI, a JRE
+  from Debian) serving the zoo's ``target`` as TorchScript with a small image handler, batch 16,
+  5 ms delay, one worker: a raw ``image/png`` body to ``/predictions/target``.
+* ``png-raw copy`` / ``png-form copy``: this server's upload route, raw ``image/png`` body and
+  multipart form, on the zoo's ``copy`` (the target's weights, no preprocessing).
+* ``oip copy`` / ``oip csrp``: the OIP binary tensor route (UINT8 [1, 28, 28, 1]), without and
+  with CSRP, with its defaults (CSRP inside the ONNX serving graph).
+* ``oip csrp torch``: the same with ``--preprocess-in torch`` (CSRP as a torch transform before
+  ONNX Runtime, the previous path): the naive way, in the same run.
+
+Every point runs ``--duration`` seconds and the rounds interleave (round 1: every target at every
+concurrency, then round 2 ...), so drift hits all targets alike. Printed: requests/s and p99 per
+point (range over rounds), and the ratios the serving issue asks for. A target whose peer is not
+installed (no wrk: nothing runs; no TorchServe or java: its rows) is skipped with one line.
+Everything shares this machine's cores: compare numbers within one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models.atomic import write_json  # noqa: E402
+from verifier_client.local_server import LocalServer, free_port  # noqa: E402
+
+HANDLER = '''
+import io
+
+import numpy as np
+import torch
+from PIL import Image
+from ts.torch_handler.base_handler import BaseHandler
+
+
+class Handler(BaseHandler):
+    """PNG body -> float [1, 28, 28] in [0, 1] -> TorchScript classifier -> label."""
+
+    def preprocess(self, data):
+        images = []
+        for row in data:
+            body = row.get("data") or row.get("body")
+            image = Image.open(io.BytesIO(body)).convert("L")
+            images.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)[None])
+        return torch.stack(images)
+
+    def postprocess(self, output):
+        return output.argmax(1).tolist()
+'''
+
+LUA = '''
+local f = io.open("{body}", "rb")
+wrk.method = "POST"
+wrk.body = f:read("*all")
+f:close()
+{headers}
+'''
+
+
+def find_tool(name: str) -> str | None:
+    """``name`` on PATH or beside this interpreter (a virtual environment's bin)."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
+def sample_png() -> tuple[bytes, np.ndarray]:
+    from PIL import Image
+
+    from models.datasets import load_dataset
+
+    image = load_dataset("fashion-mnist", "test").images[0]  # float [1, 28, 28]
+    array = (image.numpy()[0] * 255).round().astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array, "L").save(buffer, "PNG")
+    return buffer.getvalue(), array
+
+
+def oip_body(array: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    raw = np.ascontiguousarray(array[None, :, :, None]).tobytes()
+    head = json.dumps({"inputs": [{"name": "images", "shape": [1, 28, 28, 1],
+                                   "datatype": "UINT8",
+                                   "parameters": {"binary_data_size": len(raw)}}]}).encode()
+    return head + raw, {"Content-Type": "application/octet-stream",
+                        "Inference-Header-Content-Length": str(len(head))}
+
+
+def form_body(png: bytes) -> tuple[bytes, dict[str, str]]:
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
+            f"filename=\"x.png\"\r\nContent-Type: image/png\r\n\r\n").encode() + png + \
+        f"\r\n--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+# ---- TorchServe -------------------------------------------------------------------------------
+
+
+class TorchServe:
+    """TorchServe in its own folder: TorchScript of the target, one handler, one worker."""
+
+    def __init__(self, target: Path, work: Path) -> None:
+        self.target, self.work = target, work
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 180.0) -> TorchServe:
+        import torch
+
+        from models.repository import load_model
+
+        model, _ = load_model(self.target)
+        scripted = torch.jit.trace(model.eval(), torch.rand(1, 1, 28, 28))
+        store = self.work / "store"
+        store.mkdir(parents=True)
+        scripted.save(str(self.work / "target.pt"))
+        (self.work / "handler.py").write_text(HANDLER)
+        subprocess.run([find_tool("torch-model-archiver"), "--model-name", "target",
+                        "--version", "1.0", "--serialized-file", str(self.work / "target.pt"),
+                        "--handler", str(self.work / "handler.py"), "--export-path", str(store)],
+                       check=True)
+        management, metrics = free_port(), free_port()
+        (self.work / "config.properties").write_text("\n".join([
+            f"inference_address=http://127.0.0.1:{self.port}",
+            f"management_address=http://127.0.0.1:{management}",
+            f"metrics_address=http://127.0.0.1:{metrics}",
+            "default_workers_per_model=1", "disable_token_authorization=true",
+            "install_py_dep_per_model=false", "load_models=target.mar",
+            'models={"target": {"1.0": {"marName": "target.mar", "minWorkers": 1, '
+            '"maxWorkers": 1, "batchSize": 16, "maxBatchDelay": 5}}}', ""]))
+        self.process = subprocess.Popen(
+            [find_tool("torchserve"), "--start", "--foreground", "--ncs", "--model-store",
+             str(store), "--ts-config", str(self.work / "config.properties"),
+             "--disable-token-auth"],
+            cwd=self.work, stdout=(self.work / "torchserve.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LOG_LOCATION": str(self.work / "logs"),
+                 "METRICS_LOCATION": str(self.work / "logs")})
+        deadline = time.monotonic() + timeout
+        png, _ = sample_png()
+        while time.monotonic() < deadline:
+            try:
+                reply = httpx.post(f"{self.url}/predictions/target", content=png,
+                                   headers={"Content-Type": "image/png"}, timeout=5)
+                if reply.status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        log = (self.work / "torchserve.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"TorchServe did not answer within the timeout; its log ends:\n{log}")
+
+    def stop(self) -> None:
+        subprocess.run([find_tool("torchserve"), "--stop"], cwd=self.work,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+# ---- wrk --------------------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def run_wrk(wrk: str, url: str, script: Path, connections: int, duration: float) -> dict:
+    done = subprocess.run([wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency",
+                           "--timeout", "10s", "-s", str(script), url],
+                          capture_output=True, text=True, check=True)
+    out = done.stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sockets = re.search(r"Socket errors:.*", out)
+    return {"rps": rate, "p99_ms": _ms(p99.group(1)) if p99 else None,
+            "non_2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": sockets.group(0) if sockets else None}
+
+
+def lua_script(work: Path, name: str, body: bytes, headers: dict[str, str]) -> Path:
+    path = work / f"{name}.body"
+    path.write_bytes(body)
+    lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
+    script = work / f"{name}.lua"
+    script.write_text(LUA.format(body=path, headers=lines))
+    return script
+
+
+# ---- report -----------------------------------------------------------------------------------
+
+
+def summarise(points: list[dict], targets: list[str], levels: list[int]) -> dict[str, Any]:
+    table: dict[str, dict[int, dict[str, Any]]] = {}
+    for target in targets:
+        for level in levels:
+            runs = [p for p in points if p["target"] == target and p["c"] == level]
+            if not runs:
+                continue
+            table.setdefault(target, {})[level] = {
+                "rps": [min(r["rps"] for r in runs), max(r["rps"] for r in runs)],
+                "rps_mean": sum(r["rps"] for r in runs) / len(runs),
+                "p99_ms": [min(r["p99_ms"] or 0 for r in runs),
+                           max(r["p99_ms"] or 0 for r in runs)],
+                "non_2xx": sum(r["non_2xx"] for r in runs)}
+    return table
+
+
+def ratios(table: dict, levels: list[int]) -> dict[str, dict[int, float]]:
+    pairs = {"png raw / TorchServe png": ("png-raw copy", "torchserve-png"),
+             "png form / TorchServe png": ("png-form copy", "torchserve-png"),
+             "OIP binary / TorchServe png": ("oip copy", "torchserve-png"),
+             "CSRP on / off (OIP, graph)": ("oip csrp", "oip copy"),
+             "CSRP on / off (OIP, torch path)": ("oip csrp torch", "oip copy"),
+             "CSRP graph / torch path": ("oip csrp", "oip csrp torch")}
+    out: dict[str, dict[int, float]] = {}
+    for label, (top, bottom) in pairs.items():
+        if top in table and bottom in table:
+            out[label] = {c: round(table[top][c]["rps_mean"] / table[bottom][c]["rps_mean"], 3)
+                          for c in levels if c in table[top] and c in table[bottom]}
+    return out
+
+
+def markdown(table: dict, ratio: dict, levels: list[int], meta: dict) -> str:
+    lines = [f"Peer benchmark ({meta['command']}), {meta['rounds']} interleaved rounds of "
+             f"{meta['duration']:g} s per point, wrk one thread; {meta['cpus']} CPUs.", "",
+             "| requests/s (p99 ms) | " + " | ".join(f"c={c}" for c in levels) + " |",
+             "|---|" + "---|" * len(levels)]
+    for target, row in table.items():
+        cells = []
+        for c in levels:
+            if c not in row:
+                cells.append("-")
+                continue
+            r, p = row[c]["rps"], row[c]["p99_ms"]
+            bad = f", {row[c]['non_2xx']} non-2xx" if row[c]["non_2xx"] else ""
+            cells.append(f"{r[0]:.0f}-{r[1]:.0f} ({p[0]:.0f}-{p[1]:.0f}{bad})")
+        lines.append(f"| {target} | " + " | ".join(cells) + " |")
+    lines += ["", "| ratio (mean requests/s) | " + " | ".join(f"c={c}" for c in levels) + " |",
+              "|---|" + "---|" * len(levels)]
+    for label, row in ratio.items():
+        lines.append(f"| {label} | " + " | ".join(f"{row[c]:.2f}" if c in row else "-"
+                                                  for c in levels) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repository", default="zoo")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--out", default="results/peer")
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    wrk = find_tool("wrk")
+    if wrk is None:
+        print("skip: wrk is not installed (apt-get install wrk)")
+        return 0
+    repository = Path(args.repository)
+    png, array = sample_png()
+    with tempfile.TemporaryDirectory(prefix="bench-peer-") as scratch:
+        work = Path(scratch)
+        peers: list[Any] = []
+        ours = LocalServer(repository, "--models", "copy,csrp", threads=None).start()
+        naive = LocalServer(repository, "--models", "csrp", "--preprocess-in", "torch",
+                            threads=None).start()
+        peers += [ours, naive]
+        oip, oip_headers = oip_body(array)
+        form, form_headers = form_body(png)
+        targets: dict[str, tuple[str, Path]] = {
+            "png-raw copy": (f"{ours.url}/v1/models/copy/classify",
+                             lua_script(work, "png", png, {"Content-Type": "image/png"})),
+            "png-form copy": (f"{ours.url}/v1/models/copy/classify",
+                              lua_script(work, "form", form, form_headers)),
+            "oip copy": (f"{ours.url}/v2/models/copy/infer",
+                         lua_script(work, "oip", oip, oip_headers)),
+            "oip csrp": (f"{ours.url}/v2/models/csrp/infer",
+                         lua_script(work, "oip-csrp", oip, oip_headers)),
+            "oip csrp torch": (f"{naive.url}/v2/models/csrp/infer",
+                               lua_script(work, "oip-csrp-torch", oip, oip_headers)),
+        }
+        missing = [t for t in ("torchserve", "torch-model-archiver", "java") if not find_tool(t)]
+        if missing:
+            print(f"skip: TorchServe rows ({', '.join(missing)} not installed)")
+        else:
+            serve = TorchServe(repository / "target", work / "torchserve").start()
+            peers.append(serve)
+            targets = {"torchserve-png": (f"{serve.url}/predictions/target",
+                                          lua_script(work, "ts", png,
+                                                     {"Content-Type": "image/png"})), **targets}
+        points = []
+        try:
+            for round_index in range(args.rounds):
+                for level in levels:
+                    for name, (url, script) in targets.items():
+                        result = run_wrk(wrk, url, script, level, args.duration)
+                        points.append({"round": round_index, "target": name, "c": level,
+                                       **result})
+                        print(f"round {round_index + 1} c={level:<3} {name:<16} "
+                              f"{result['rps']:8.1f} req/s  p99 {result['p99_ms']} ms"
+                              + (f"  {result['non_2xx']} non-2xx" if result["non_2xx"] else ""),
+                              flush=True)
+        finally:
+            for peer in peers:
+                peer.stop()
+    table = summarise(points, list(targets), levels)
+    ratio = ratios(table, levels)
+    meta = {"command": "python benchmarks/bench_peer.py " + " ".join(sys.argv[1:]),
+            "rounds": args.rounds, "duration": args.duration, "cpus": os.cpu_count(),
+            "wrk": subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.strip()
+            .splitlines()[0] if wrk else None}
+    text = markdown(table, ratio, levels, meta)
+    print(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "peer.json", {"meta": meta, "points": points, "table": table,
+                                   "ratios": ratio})
+    (out / "peer.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
