@@ -55,8 +55,9 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     app.state.metrics = Metrics(settings.max_batch_size)
     install_exception_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    # statistics before models: /v2/models/stats is not a model called "stats"
-    for module in (health, server_metadata, statistics, models, infer, classify, metrics):
+    # the hot routes first (routes are matched in order); statistics before models:
+    # /v2/models/stats is not a model called "stats"
+    for module in (infer, classify, health, server_metadata, statistics, models, metrics):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes,
                        max_json_bytes=settings.max_json_body_bytes,

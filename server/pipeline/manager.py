@@ -13,6 +13,7 @@ those go to the log.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -88,6 +89,11 @@ class ModelManager:
                 if self._on_fatal is not None:
                     self._on_fatal(f"model {model.name!r} failed to load: {message}")
                 return
+        # Everything loaded so far (modules, sessions, graphs) lives as long as the server:
+        # move it out of the collector's reach, so that full collections under load only scan
+        # what requests allocate (the CPython docs' advice for pre-fork servers, gc.freeze).
+        gc.collect()
+        gc.freeze()
 
     def stop(self) -> None:
         """Stop loading and every worker (pending requests get 503)."""

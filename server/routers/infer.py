@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from server.core.errors import ApiError, UnavailableError
-from server.deps import ModelDep, VersionedModelDep
+from server.deps import NAME_PARAMETER, VERSION_PARAMETER, model_of
 from server.pipeline.served_model import ServedModel
 from server.protocol.codec import (
     HEADER_LENGTH,
@@ -36,9 +36,11 @@ _BODY: dict = {"requestBody": {"required": True, "content": {
         "description": "binary tensor extension: the JSON InferenceRequest (its length in the "
                        f"{HEADER_LENGTH} header), then each input's bytes (little-endian) "
                        "in input order"}}}},
-    "parameters": [{"name": HEADER_LENGTH, "in": "header", "required": False,
+    "parameters": [NAME_PARAMETER,
+                   {"name": HEADER_LENGTH, "in": "header", "required": False,
                     "schema": {"type": "integer", "minimum": 1},
                     "description": "length of the JSON header of a binary request"}]}
+_VERSIONED_BODY: dict = {**_BODY, "parameters": [*_BODY["parameters"], VERSION_PARAMETER]}
 
 _RESPONSES: dict[int | str, dict] = {
     200: {"content": {"application/octet-stream": {}},
@@ -96,11 +98,11 @@ async def _inflated(body: bytes, encoding: str, header_length: str | None,
 
 @router.post("/{name}/infer", response_model=InferenceResponse, responses=_RESPONSES,
              openapi_extra=_BODY)
-async def infer(model: ModelDep, request: Request) -> Response:
-    return await run_infer(model, request)
+async def infer(request: Request) -> Response:
+    return await run_infer(model_of(request), request)
 
 
 @router.post("/{name}/versions/{version}/infer", response_model=InferenceResponse,
-             responses=_RESPONSES, openapi_extra=_BODY)
-async def infer_version(model: VersionedModelDep, request: Request) -> Response:
-    return await run_infer(model, request)
+             responses=_RESPONSES, openapi_extra=_VERSIONED_BODY)
+async def infer_version(request: Request) -> Response:
+    return await run_infer(model_of(request), request)
