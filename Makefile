@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup data test lint demo zoo zoo-models clean-venv
+.PHONY: setup data test lint demo zoo zoo-models wheelhouse edge-image clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,18 @@ zoo/fingerprints/%.safetensors: zoo/target/config.json
 zoo/calibration.json: $(METHODS:%=zoo/fingerprints/%.safetensors)
 	$(PY) -m verifier_client calibrate --fingerprints zoo/fingerprints \
 	  --independent $(sort $(wildcard zoo/indep-*)) --out $@
+
+# Every wheel the edge image installs, for builds without network (podman on these machines;
+# any air-gapped build): docker build --build-arg PIP_NO_INDEX=1 -f docker/edge.Dockerfile .
+wheelhouse: $(STAMP)
+	$(PY) -m pip download -q -d docker/wheels -r docker/edge-requirements.txt "setuptools>=77" wheel
+
+# The torch-free edge image (docker, or podman with CONTAINER=podman); docker/smoke.sh runs it.
+CONTAINER ?= docker
+edge-image: wheelhouse
+	$(CONTAINER) build $(if $(filter podman,$(CONTAINER)),--format docker) --build-arg PIP_NO_INDEX=1 \
+	  -f docker/edge.Dockerfile \
+	  -t csrp-edge .
 
 clean-venv:
 	rm -rf $(VENV)
