@@ -92,8 +92,8 @@ def sample_png() -> tuple[bytes, np.ndarray]:
 
     from models.datasets import load_dataset
 
-    image = load_dataset("fashion-mnist", "test").images[0]  # float [1, 28, 28]
-    array = (image.numpy()[0] * 255).round().astype(np.uint8)
+    image = load_dataset("fashion-mnist", "test").images[0]  # uint8 [1, 28, 28]
+    array = np.ascontiguousarray(image.numpy()[0])  # uint8 [28, 28]
     buffer = io.BytesIO()
     Image.fromarray(array, "L").save(buffer, "PNG")
     return buffer.getvalue(), array
