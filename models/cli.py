@@ -1,4 +1,4 @@
-"""``python -m models <command>``: train, modify, adapt, evaluate, export, info, zoo, tune-defence.
+"""The ground floor both sides stand on: train, modify, adapt, evaluate, export, info, zoo, data.
 
 Each command lives in ``models/commands/<name>.py`` exposing ``register(subparsers)``.
 """

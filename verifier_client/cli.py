@@ -1,5 +1,4 @@
-"""``python -m verifier_client <command>``: generate, pools, match, calibrate, verify, probe, demo,
-evaluate, stability, roc, validate, loadtest.
+"""The owner's side: fingerprints, calibration, remote verification, studies and the report.
 
 Each command lives in ``verifier_client/commands/<name>.py`` exposing ``register(subparsers)``.
 """
