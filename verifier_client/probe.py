@@ -164,7 +164,7 @@ def probe(url: str, model: str, images: np.ndarray | None = None, *, trials: int
 def print_probe(result: dict[str, Any], console: Any = None) -> None:
     from rich.console import Console
 
-    console = console or Console()
+    console = console or Console(width=max(120, Console().width))  # piped: no wrapping at 80
     low, high = result["flip_rate_ci95"]
     in_low, in_high = result["inputs_flipping_ci95"]
     style = "bold red" if result["conclusion"] == DETECTED else "green"

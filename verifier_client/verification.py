@@ -363,7 +363,7 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or Console(width=max(120, Console().width))  # piped: no wrapping at 80
     if report["methods"] and report["overall"]["verdict"] != NO_VERDICT:
         sizes = sorted({row["n"] for row in report["methods"]})
         table = Table(title=f"{report['model']} at {report['url']}: N = "
