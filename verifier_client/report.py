@@ -54,8 +54,20 @@ SECTIONS: tuple[SectionSpec, ...] = (
                 "validation/validation.md"),
     SectionSpec("eot", "The owner fights back: EOT fingerprints and votes", "roc-eot/roc.json",
                 ("roles", "fingerprints"), "python -m verifier_client roc --repository zoo "
-                "--fingerprints zoo/fingerprints-eot --out results/roc-eot", "roc-eot/roc.md",
+                "--fingerprints zoo/fingerprints-eot --repeats 10 --fingerprint-budgets 10,25,50 "
+                "--out results/roc-eot", "roc-eot/roc.md",
                 ("roc-eot/roc.png",)),
+    SectionSpec("eot-validation", "EOT verdicts out of sample (with majority votes)",
+                "validation-eot-votes/validation.json", ("heldout", "leave_one_out"),
+                "python -m verifier_client validate --repository zoo --fingerprints "
+                "zoo/fingerprints-eot --outcomes results/roc-eot-votes/outcomes.npz --out "
+                "results/validation-eot-votes", "validation-eot-votes/validation.md"),
+    SectionSpec("tune-defence", "The pirate's answer: the defence's Pareto front",
+                "tune-defence/tune_defence.json", ("points", "fronts"),
+                "python -m models tune-defence --model zoo/target --transform csrp --grid "
+                "sigma=1.16,1.23,1.35 --grid p=3,6,9 --suite plain=zoo/fingerprints --suite "
+                "eot=zoo/fingerprints-eot --votes 1,5 --out results/tune-defence",
+                "tune-defence/tune_defence.md", ("tune-defence/tune_defence.png",)),
     SectionSpec("stability", "RDG vs CSRP at equal accuracy (the paper's Table 5)",
                 "stability/stability.json", ("modes", "methods"),
                 "python -m verifier_client stability --repository zoo --out results/stability",
