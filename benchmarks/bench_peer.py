@@ -292,36 +292,38 @@ def main() -> int:
     png, array = sample_png()
     with tempfile.TemporaryDirectory(prefix="bench-peer-") as scratch:
         work = Path(scratch)
-        peers: list[Any] = []
-        ours = LocalServer(repository, "--models", "copy,csrp", threads=None).start()
-        naive = LocalServer(repository, "--models", "csrp", "--preprocess-in", "torch",
-                            threads=None).start()
-        peers += [ours, naive]
-        oip, oip_headers = oip_body(array)
-        form, form_headers = form_body(png)
-        targets: dict[str, tuple[str, Path]] = {
-            "png-raw copy": (f"{ours.url}/v1/models/copy/classify",
-                             lua_script(work, "png", png, {"Content-Type": "image/png"})),
-            "png-form copy": (f"{ours.url}/v1/models/copy/classify",
-                              lua_script(work, "form", form, form_headers)),
-            "oip copy": (f"{ours.url}/v2/models/copy/infer",
-                         lua_script(work, "oip", oip, oip_headers)),
-            "oip csrp": (f"{ours.url}/v2/models/csrp/infer",
-                         lua_script(work, "oip-csrp", oip, oip_headers)),
-            "oip csrp torch": (f"{naive.url}/v2/models/csrp/infer",
-                               lua_script(work, "oip-csrp-torch", oip, oip_headers)),
-        }
-        missing = [t for t in ("torchserve", "torch-model-archiver", "java") if not find_tool(t)]
-        if missing:
-            print(f"skip: TorchServe rows ({', '.join(missing)} not installed)")
-        else:
-            serve = TorchServe(repository / "target", work / "torchserve").start()
-            peers.append(serve)
-            targets = {"torchserve-png": (f"{serve.url}/predictions/target",
-                                          lua_script(work, "ts", png,
-                                                     {"Content-Type": "image/png"})), **targets}
-        points = []
+        peers: list[Any] = []  # stopped in the finally below, even when a start fails
+        points: list[dict] = []
         try:
+            ours = LocalServer(repository, "--models", "copy,csrp", threads=None).start()
+            peers.append(ours)
+            naive = LocalServer(repository, "--models", "csrp", "--preprocess-in", "torch",
+                                threads=None).start()
+            peers.append(naive)
+            oip, oip_headers = oip_body(array)
+            form, form_headers = form_body(png)
+            targets: dict[str, tuple[str, Path]] = {
+                "png-raw copy": (f"{ours.url}/v1/models/copy/classify",
+                                 lua_script(work, "png", png, {"Content-Type": "image/png"})),
+                "png-form copy": (f"{ours.url}/v1/models/copy/classify",
+                                  lua_script(work, "form", form, form_headers)),
+                "oip copy": (f"{ours.url}/v2/models/copy/infer",
+                             lua_script(work, "oip", oip, oip_headers)),
+                "oip csrp": (f"{ours.url}/v2/models/csrp/infer",
+                             lua_script(work, "oip-csrp", oip, oip_headers)),
+                "oip csrp torch": (f"{naive.url}/v2/models/csrp/infer",
+                                   lua_script(work, "oip-csrp-torch", oip, oip_headers)),
+            }
+            missing = [tool for tool in ("torchserve", "torch-model-archiver", "java")
+                       if not find_tool(tool)]
+            if missing:
+                print(f"skip: TorchServe rows ({', '.join(missing)} not installed)")
+            else:
+                serve = TorchServe(repository / "target", work / "torchserve").start()
+                peers.append(serve)
+                targets = {"torchserve-png": (f"{serve.url}/predictions/target",
+                                              lua_script(work, "ts", png,
+                                                         {"Content-Type": "image/png"})), **targets}
             for round_index in range(args.rounds):
                 for level in levels:
                     for name, (url, script) in targets.items():
