@@ -20,6 +20,21 @@ from models.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
+_PR_SET_PDEATHSIG = 1  # prctl option: the signal a child gets when its parent dies (Linux)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent dies, so a server
+    never outlives the process that started it (e.g. one killed by ``timeout``). Linux ties this
+    to the thread that started the child: start servers from a thread that lives as long as
+    they should (every caller here uses the main thread). A no-op where prctl is missing."""
+    import contextlib
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
@@ -59,7 +74,8 @@ class LocalServer:
         self.process = subprocess.Popen(
             [*command, *self.args],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL if self.quiet else None,
-            stderr=subprocess.PIPE)
+            stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
