@@ -40,10 +40,14 @@ ModelDep = Annotated[ServedModel, Depends(get_model)]
 async def get_versioned_model(name: ModelName, version: str,
                               manager: ManagerDep) -> ServedModel:
     """``/v2/models/{name}/versions/{version}/...``: every model has one version, "1"."""
-    model = manager.get(name)
-    if version != MODEL_VERSION:
-        raise NotFoundError(f"model {name!r} has no version {version[:32]!r} (only version "
-                            f"{MODEL_VERSION})")
+    return check_version(manager.get(name), version)
+
+
+def check_version(model: ServedModel, version: str | None) -> ServedModel:
+    """``model`` when ``version`` is absent or "1" (every model has one version), else 404."""
+    if version is not None and version != MODEL_VERSION:
+        raise NotFoundError(f"model {model.name!r} has no version {version[:32]!r} (only "
+                            f"version {MODEL_VERSION})")
     return model
 
 
@@ -68,9 +72,4 @@ def model_of(request: Request) -> ServedModel:
     name, 404 not served or no such version, 503 unavailable)."""
     manager: ModelManager = request.app.state.manager
     params = request.path_params
-    model = manager.get(params["name"])
-    version = params.get("version")
-    if version is not None and version != MODEL_VERSION:
-        raise NotFoundError(f"model {model.name!r} has no version {version[:32]!r} (only "
-                            f"version {MODEL_VERSION})")
-    return model
+    return check_version(manager.get(params["name"]), params.get("version"))

@@ -118,8 +118,10 @@ def _top_cells(explanation: Any, label: int, k: int,
     weights.pop(exclude, None)
     positive = sorted((w, s) for s, w in weights.items() if w > 0)[::-1][:k]
     segments = explanation.segments
-    heat = np.vectorize(lambda s: weights.get(int(s), 0.0))(segments)
-    return {int(s) for _, s in positive}, heat
+    per_segment = np.zeros(int(segments.max()) + 1)
+    for segment, weight in weights.items():
+        per_segment[segment] = weight
+    return {int(s) for _, s in positive}, per_segment[segments]
 
 
 def explain_groups(model: torch.nn.Module, groups: Sequence[tuple[str, torch.Tensor]],

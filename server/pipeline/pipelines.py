@@ -72,7 +72,7 @@ class GraphPipeline:
         feed = {"input": images}
         if self.p is not None:
             feed[self._offsets] = stream.draw(images.shape[0], self.p)
-        return self.session.run([self._label], feed)[0].astype(np.int64, copy=False), 0.0
+        return self.session.run([self._label], feed)[0], 0.0  # ArgMax gives int64 already
 
     def thread_init(self) -> None:
         pass
