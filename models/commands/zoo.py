@@ -20,6 +20,8 @@ EXAMPLES = [
             note="build what is missing (the shipped zoo: nothing)"),
     Example("python -m models zoo --repository zoo --only csrp,csrp-ft",
             note="just these; their parents must exist"),
+    Example("python -m models zoo --repository zoo --jobs 2",
+            note="two worker processes of one thread each"),
     Example("python -m models zoo --repository zoo --executor ray",
             note="one Ray task per entry on a local cluster"),
     Example("python -m models zoo --repository zoo --executor ray --address 10.0.0.5:6379 "
@@ -39,12 +41,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the zoo folder (default zoo)")
     alias(p, "--out", dest="repository", type=output_dir)
     p.add_argument("--calibration-negatives", "--independents", dest="calibration",
-                   type=positive_int, default=20,
-                   help="independent models for calibration, indep-01.. (default 20)")
+                   type=positive_int, default=100,
+                   help="independent models for calibration, indep-01.. (default 100)")
     p.add_argument("--only", action=CommaList, default=None, metavar="A,B",
                    help="only these entries (comma-separated, e.g. csrp,csrp-ft)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="local: one entry after another (default); ray: one Ray task per entry")
+                   help="local: in this machine's processes (default); ray: one Ray task per "
+                        "entry")
+    p.add_argument("--jobs", type=positive_int, default=1, metavar="N",
+                   help="local worker processes, each with CPUs/N torch threads (default 1; "
+                        "2 trains about 15%% faster than 1 on two cores)")
     p.add_argument("--address", default=None,
                    help="Ray cluster address (default: start a local cluster)")
     p.add_argument("--gpus-per-task", type=positive_float, default=None,
@@ -58,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.executor != "ray" and (args.address or args.gpus_per_task):
         raise UserError("--address and --gpus-per-task need --executor ray")
+    if args.executor == "ray" and args.jobs != 1:
+        raise UserError("--jobs is for --executor local (Ray schedules by CPUs)")
     records = build_zoo(args.repository, args.calibration, args.only,
                         executor=args.executor, address=args.address,
-                        gpus_per_task=args.gpus_per_task or 0.0)
+                        gpus_per_task=args.gpus_per_task or 0.0, jobs=args.jobs)
     return 1 if any(r["status"] in ("failed", "skipped") for r in records.values()) else 0

@@ -70,6 +70,31 @@ class ImageData:
                          source=f"{self.source} subset(fraction={fraction}, seed={seed})",
                          indices=chosen.tolist())
 
+    def split_off(self, count: int, seed: int) -> tuple[ImageData, ImageData]:
+        """``(chosen, rest)``: ``count`` seeded samples and every other sample, both in index
+        order. The owner's private points (Dataset Inference) are ``chosen`` of the training
+        split; innocents that never saw them train on ``rest``."""
+        if not 0 < count < len(self):
+            raise ValueError(f"count must be in [1, {len(self) - 1}], got {count}")
+        generator = torch.Generator().manual_seed(seed)
+        mask = torch.zeros(len(self), dtype=torch.bool)
+        mask[torch.randperm(len(self), generator=generator)[:count]] = True
+        note = f"split_off(count={count}, seed={seed})"
+        return (self._select(mask, f"{note} chosen"), self._select(~mask, f"{note} rest"))
+
+    def _select(self, mask: torch.Tensor, note: str) -> ImageData:
+        index = mask.nonzero().flatten()
+        return ImageData(self.info, self.split, self.images[index], self.labels[index],
+                         source=f"{self.source} {note}", indices=index.tolist())
+
+    def rows(self, start: int, stop: int) -> ImageData:
+        """Samples ``start`` to ``stop - 1`` (e.g. the half of the test split a pirate owns)."""
+        if not 0 <= start < stop <= len(self):
+            raise ValueError(f"need 0 <= start < stop <= {len(self)}, got {start}, {stop}")
+        mask = torch.zeros(len(self), dtype=torch.bool)
+        mask[start:stop] = True
+        return self._select(mask, f"rows({start}, {stop})")
+
     def take(self, count: int) -> ImageData:
         """The first ``count`` samples (deterministic, for quick evaluations)."""
         return ImageData(self.info, self.split, self.images[:count], self.labels[:count],

@@ -9,13 +9,20 @@ Roles (what an evaluation may do with an entry):
 ``heldout-negative``       independently trained ResNet-20s with other seeds, and VGG-16s and
                            MobileNets on the same data (at a quarter width, ``vgg16_025`` and
                            ``mobilenet_025``, so that each ships in 1-4 MB rather than 13-57);
-                           no threshold, fit or choice sees them
+                           no threshold, fit or choice sees them. ``independent-disjoint``
+                           ones never saw the owner's private points (``OWNER_PRIVATE``), the
+                           innocents Dataset Inference must not accuse
 ``positive``               derived from the target by a pirate; ``category`` names the attack
 =========================  ==================================================================
 
+Calibration negatives are all of the target's architecture and recipe: the innocents whose
+rates are highest (the least favourable null, docs/methods.md "Verdicts"); held-out negatives
+mix three architectures, so validation shows what that choice costs other innocents.
+
 Attack categories: ``unmodified``, ``quantization``, ``pruning``, ``fine-tuning``,
 ``csrp-data-free``, ``csrp-fine-tuned``, ``rdg-fine-tuned``, ``combined`` (a modification
-followed by CSRP), ``distillation`` (fresh students trained on the target's labels only).
+followed by CSRP), and ``distillation-<queries>``: fresh students trained on the labels the
+target answers (label-only extraction), split by what the extractor queried (``QUERY_SOURCES``).
 Entries that are only ever queried ship as ONNX alone.
 """
 
@@ -40,7 +47,26 @@ ZOO_RDG = {"name": "rdg", "distort_limit": 0.25, "num_cells": 10}
 ZOO_RDG_MATCHED = {"name": "rdg", "distort_limit": 0.713, "num_cells": 10}
 ARCH, DATASET, EPOCHS = "resnet20", "fashion-mnist", 2
 PIRATE_FRACTION, PIRATE_SEED = 0.05, 7
-CALIBRATION_NEGATIVES = 20
+#: >= 99 calibration models let an exact rank p-value reach 0.01 (1 / (n + 1)).
+CALIBRATION_NEGATIVES = 100
+#: Held-out innocents per architecture (48 in all: a 0-in-48 upper bound of 7.4%) and the
+#: seed each architecture's series starts after.
+HELDOUT = {"resnet20": (30, 200), "vgg16_025": (9, 300), "mobilenet_025": (9, 400)}
+SHORT_ARCH = {"resnet20": "resnet20", "vgg16_025": "vgg16", "mobilenet_025": "mobilenet"}
+#: The owner's private points for Dataset Inference: ``count`` training images chosen by
+#: ``seed`` (``ImageData.split_off``); the target trained on them, ``DISJOINT`` innocents never
+#: saw them.
+OWNER_PRIVATE = {"count": 1000, "seed": 9001}
+DISJOINT = 6
+#: What a label-only extractor queries: the training images (the data is public), the half of
+#: the test split the owner does not use for fingerprints (``PIRATE_TEST_ROWS``), training
+#: images mixed pairwise (augmented), natural images from elsewhere (out of distribution), or
+#: training images sent to the pirate's CSRP server over HTTP (its customers extract it).
+QUERY_SOURCES = ("train", "test", "augmented", "ood", "api")
+PIRATE_TEST_ROWS = (5000, 10000)
+#: A student sees this many images in all (epochs = this / budget, at least 2): the target's
+#: 2 epochs of 60k, so small budgets are not also under-trained.
+STUDENT_IMAGES = 120_000
 
 
 @dataclass(frozen=True)
@@ -88,17 +114,33 @@ def _pirate(name: str, category: str, kind: str, parent: str = "target", seed: i
                      params=params)
 
 
+def _student(name: str, queries: str, budget: int, seed: int, arch: str = ARCH,
+             parent: str = "target") -> PlanEntry:
+    """A label-only extraction student: ``budget`` queries from ``queries``."""
+    if queries not in QUERY_SOURCES:
+        raise ValueError(f"{name}: unknown query source {queries!r}")
+    epochs = max(2, round(STUDENT_IMAGES / budget))
+    return _pirate(name, f"distillation-{queries}", "distill", parent=parent, seed=seed,
+                   arch=arch, queries=queries, budget=budget, epochs=epochs)
+
+
+def negatives(calibration: int = CALIBRATION_NEGATIVES) -> list[PlanEntry]:
+    """Calibration negatives, held-out negatives of three architectures, disjoint innocents."""
+    plan = [_trained(f"indep-{i:02d}", "calibration-negative", ARCH, 100 + i)
+            for i in range(1, calibration + 1)]
+    for arch, (count, base) in HELDOUT.items():
+        plan += [_trained(f"heldout-{SHORT_ARCH[arch]}-{i:02d}", "heldout-negative", arch,
+                          base + i) for i in range(1, count + 1)]
+    plan += [PlanEntry(f"heldout-disjoint-{i:02d}", "heldout-negative", "train",
+                       "independent-disjoint", seed=600 + i,
+                       params={"exclude": "owner-private", **OWNER_PRIVATE})
+             for i in range(1, DISJOINT + 1)]
+    return plan
+
+
 def default_plan(calibration: int = CALIBRATION_NEGATIVES) -> list[PlanEntry]:
     """The shipped population, parents before children (``calibration`` independents)."""
-    plan = [_trained("target", "target", ARCH, 0)]
-    plan += [_trained(f"indep-{i:02d}", "calibration-negative", ARCH, 100 + i)
-             for i in range(1, calibration + 1)]
-    plan += [_trained(f"heldout-resnet20-{i:02d}", "heldout-negative", ARCH, 200 + i)
-             for i in range(1, 11)]
-    plan += [_trained(f"heldout-vgg16-{i:02d}", "heldout-negative", "vgg16_025", 300 + i)
-             for i in range(1, 4)]
-    plan += [_trained(f"heldout-mobilenet-{i:02d}", "heldout-negative", "mobilenet_025", 400 + i)
-             for i in range(1, 4)]
+    plan = [_trained("target", "target", ARCH, 0), *negatives(calibration)]
     ftal = {"epochs": 4, "fraction": PIRATE_FRACTION}
     adapt = {"epochs": 3, "fraction": PIRATE_FRACTION}
     plan += [
@@ -126,9 +168,14 @@ def default_plan(calibration: int = CALIBRATION_NEGATIVES) -> list[PlanEntry]:
                 **adapt),
         _pirate("rdg-ft-matched", "rdg-fine-tuned", "adapt", seed=PIRATE_SEED,
                 transform=ZOO_RDG_MATCHED, **adapt),
-        _pirate("kd-resnet20-1", "distillation", "distill", seed=501, arch="resnet20"),
-        _pirate("kd-resnet20-2", "distillation", "distill", seed=502, arch="resnet20"),
-        _pirate("kd-vgg16-1", "distillation", "distill", seed=503, arch="vgg16_025"),
+        _student("kd-resnet20-1", "train", 60_000, 501),
+        _student("kd-resnet20-2", "train", 60_000, 502),
+        _student("kd-vgg16-1", "train", 60_000, 503, arch="vgg16_025"),
+        _student("kd-resnet20-train5k", "train", 5_000, 504),
+        _student("kd-resnet20-train20k", "train", 20_000, 505),
+        _student("kd-mobilenet-train60k", "train", 60_000, 506, arch="mobilenet_025"),
+        _student("kd-vgg16-train20k", "train", 20_000, 507, arch="vgg16_025"),
+        _student("kd-resnet20-test5k", "test", 5_000, 508),
         _pirate("prune-0.3-csrp", "combined", "adapt", parent="prune-0.3", seed=PIRATE_SEED,
                 transform=ZOO_CSRP, epochs=0),
         _pirate("int8-csrp", "combined", "adapt", parent="int8", seed=PIRATE_SEED,

@@ -11,10 +11,18 @@ from pathlib import Path
 from models.adapt import adapt_entry
 from models.datasets import ImageData, dataset_info, load_dataset
 from models.entries import derive_config, finalize_entry, train_to_entry
+from models.errors import UserError
 from models.modify import distill_entry, ftal_entry, prune_entry, quantize_entry
 from models.repository import load_model
 from models.training import TrainSettings
-from models.zoo.plan import DATASET, EPOCHS, PIRATE_FRACTION, PlanEntry
+from models.zoo.plan import (
+    DATASET,
+    EPOCHS,
+    OWNER_PRIVATE,
+    PIRATE_FRACTION,
+    PIRATE_TEST_ROWS,
+    PlanEntry,
+)
 
 
 @dataclass(frozen=True)
@@ -52,8 +60,32 @@ def _train(entry: PlanEntry, zoo: Path, data: ZooData) -> None:
     settings = TrainSettings(epochs=int(entry.params.get("epochs", EPOCHS)), seed=entry.seed)
     # a GPU when one is visible (a Ray task given one, or a local run on a GPU machine)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    train_to_entry(zoo / entry.name, entry.arch, dataset_info(data.train.info.name), data.train,
-                   data.test, settings, extra_parameters={"train_fraction": 1.0}, device=device)
+    train, extra = data.train, {"train_fraction": 1.0}
+    if entry.params.get("exclude") == "owner-private":
+        train = owner_private_split(data.train)[1]
+        extra = {"train_fraction": round(len(train) / len(data.train), 6),
+                 "exclude": "owner-private", **OWNER_PRIVATE}
+    train_to_entry(zoo / entry.name, entry.arch, dataset_info(data.train.info.name), train,
+                   data.test, settings, extra_parameters=extra, device=device)
+
+
+def owner_private_split(train: ImageData) -> tuple[ImageData, ImageData]:
+    """``(private, rest)`` of the training split: the owner's private points (``OWNER_PRIVATE``)
+    and everything else."""
+    return train.split_off(int(OWNER_PRIVATE["count"]), int(OWNER_PRIVATE["seed"]))
+
+
+def student_queries(entry: PlanEntry, data: ZooData) -> ImageData:
+    """The images a label-only extractor sends (``entry.params``: ``queries``, ``budget``)."""
+    source, budget = entry.params["queries"], int(entry.params["budget"])
+    assert entry.seed is not None
+    if source == "train":
+        return data.train if budget >= len(data.train) else \
+            data.train.subset(budget / len(data.train), entry.seed)
+    if source == "test":
+        rows = data.test.rows(*PIRATE_TEST_ROWS)
+        return rows if budget >= len(rows) else rows.subset(budget / len(rows), entry.seed)
+    raise UserError(f"{entry.name}: query source {source!r} is not built by this version")
 
 
 def _copy(entry: PlanEntry, zoo: Path, data: ZooData) -> None:
@@ -90,9 +122,13 @@ def _adapt(entry: PlanEntry, zoo: Path, data: ZooData) -> None:
 
 
 def _distill(entry: PlanEntry, zoo: Path, data: ZooData) -> None:
+    """A label-only student of ``entry.params["budget"]`` queries from its query source."""
     assert entry.parent is not None and entry.seed is not None
-    distill_entry(zoo / entry.parent, zoo / entry.name, data.train, data.test, arch=entry.arch,
-                  epochs=int(entry.params.get("epochs", EPOCHS)), seed=entry.seed)
+    queries = student_queries(entry, data) if "queries" in entry.params else data.train
+    recipe = {k: entry.params[k] for k in ("queries", "budget") if k in entry.params}
+    distill_entry(zoo / entry.parent, zoo / entry.name, queries, data.test, arch=entry.arch,
+                  epochs=int(entry.params.get("epochs", EPOCHS)), seed=entry.seed,
+                  parameters=recipe)
 
 
 STEPS: dict[str, Callable[[PlanEntry, Path, ZooData], None]] = {

@@ -78,7 +78,7 @@ def test_the_default_population_meets_its_quota():
     assert len(positives) >= 25 and len({e.category for e in positives}) >= 8
     heldout_arches = {e.arch for e in plan if e.role == "heldout-negative"}
     assert heldout_arches == {"resnet20", "vgg16_025", "mobilenet_025"}
-    students = [e for e in positives if e.category == "distillation"]
+    students = [e for e in positives if e.category.startswith("distillation-")]
     assert len(students) >= 3 and any(e.arch != "resnet20" for e in students)
     names = [e.name for e in plan]
     assert len(set(names)) == len(names)
@@ -147,3 +147,44 @@ def test_two_entries_build_on_a_local_ray_cluster(tmp_path: Path):
     assert load_config(zoo / "copy").lineage.parent == "target"
     assert not (zoo / "copy" / WEIGHTS_FILE).exists()
     load_predictor(zoo / "copy")
+
+
+def test_two_worker_processes_build_parents_first_and_record_each_entry(tmp_path: Path):
+    zoo = tmp_path / "zoo"
+    plan = [*_tiny_plan()[:2],
+            PlanEntry("copy-of-copy", "positive", "copy", "unmodified", parent="copy"),
+            PlanEntry("other", "heldout-negative", "train", "independent-disjoint",
+                      arch="tinycnn", seed=4,
+                      params={"epochs": 1, "exclude": "owner-private", "count": 1000,
+                              "seed": 9001})]
+    records = build_zoo(zoo, plan=plan, data=TINY_DATA, jobs=2)
+    assert {n: r["status"] for n, r in records.items()} == {
+        "target": "built", "copy": "built", "copy-of-copy": "built", "other": "built"}
+    assert load_config(zoo / "copy-of-copy").lineage.parent == "copy"
+    steps = json.loads((zoo / "BUILD.json").read_text())["steps"]
+    assert set(steps) == set(records)
+    other = load_config(zoo / "other").lineage.parameters
+    # the owner's 1000 private points of the (tiny) training split are left out
+    assert other["exclude"] == "owner-private" and other["train_fraction"] < 1.0
+
+
+def test_split_off_is_seeded_and_disjoint():
+    from models.datasets import load_dataset
+
+    train = load_dataset("fashion-mnist", "train").take(5000)
+    chosen, rest = train.split_off(100, 9001)
+    again, _ = train.split_off(100, 9001)
+    assert chosen.indices == again.indices and len(chosen) == 100 and len(rest) == 4900
+    assert not set(chosen.indices) & set(rest.indices)
+
+
+def test_the_grown_population_can_certify_one_percent():
+    plan = default_plan()
+    roles = [e.role for e in plan]
+    assert roles.count("calibration-negative") >= 99  # a rank p-value reaches 0.01
+    standard = [e for e in plan if e.role == "heldout-negative"
+                and e.category != "independent-disjoint"]
+    assert len(standard) >= 48
+    assert sum(e.category == "independent-disjoint" for e in plan) >= 6
+    students = [e for e in plan if e.category.startswith("distillation-")]
+    assert {e.params["budget"] for e in students} >= {5_000, 20_000, 60_000}
