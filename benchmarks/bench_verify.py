@@ -40,7 +40,7 @@ from verifier_client.calibration import (  # noqa: E402
     load_calibration,
 )
 from verifier_client.fingerprint_set import load_sets  # noqa: E402
-from verifier_client.local_server import LocalServer  # noqa: E402
+from verifier_client.studies.local_server import LocalServer  # noqa: E402
 from verifier_client.verification import print_report, verify  # noqa: E402
 
 

@@ -161,20 +161,22 @@ def output_dir(value: str) -> Path:
 
 class CommaList(argparse.Action):
     """A list flag that takes every spelling: ``--x a,b``, ``--x a b`` and ``--x a --x b`` all
-    give ``[a, b]`` (comma-separated is the documented form). ``item`` converts each value."""
+    give ``[a, b]`` (comma-separated is the documented form). ``item`` converts each value;
+    ``separator`` splits one value (``;`` where items hold commas, e.g. transform specs)."""
 
     def __init__(self, option_strings: Sequence[str], dest: str,
-                 item: Callable[[str], Any] = str, **kwargs: Any) -> None:
+                 item: Callable[[str], Any] = str, separator: str = ",",
+                 **kwargs: Any) -> None:
         kwargs.setdefault("nargs", "+")
         super().__init__(option_strings, dest, **kwargs)
-        self.item = item
+        self.item, self.separator = item, separator
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
         current = getattr(namespace, self.dest, None)
         items = [] if current is None or current is self.default else list(current)
         for value in values if isinstance(values, list) else [values]:
-            for part in str(value).split(","):
+            for part in str(value).split(self.separator):
                 if not part.strip():
                     continue
                 try:

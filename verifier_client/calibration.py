@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import json
 import math
 import os
@@ -45,6 +46,7 @@ from models.errors import UserError
 from models.provenance import code_version, utc_now
 from models.repository import Entry, as_entry
 from verifier_client.fingerprint_set import FingerprintSet
+from verifier_client.protocol import Protocol, member_text
 
 __all__ = [
     "CALIBRATION_FORMAT",
@@ -68,6 +70,9 @@ DEFAULT_ALPHA = 0.01
 #: ``threshold`` is chosen by one of these rules.
 RULES: tuple[str, ...] = ("conservative", "max", "fit")
 Rule = Literal["conservative", "max", "fit"]
+#: A calibration file larger than this is refused unread (100 models x 6 methods x 5 members
+#: take about 200 KB).
+MAX_CALIBRATION_BYTES = 64 * 1024 * 1024
 #: Sigma floor of the normal fallback when the number of fingerprints is unknown.
 DEFAULT_SIGMA_FLOOR = 0.01
 
@@ -202,23 +207,43 @@ def empirical_p_value(rates: Sequence[float], observed_rate: float) -> float:
     return float((1 + np.count_nonzero(array >= observed_rate)) / (1 + array.size))
 
 
-def calibration_entry(method: str, rates: Sequence[float], names: Sequence[str], *,
-                      n_fingerprints: int | None = None, alpha: float = DEFAULT_ALPHA,
+def calibration_entry(method: str, rates: Sequence[float] | dict[str, Sequence[float]],
+                      names: Sequence[str], *, n_fingerprints: int | None = None,
+                      alpha: float = DEFAULT_ALPHA,
                       rule: Rule = "conservative") -> dict[str, Any]:
-    """The statistics part of one method's calibration record (no file, no provenance)."""
-    if len(names) != len(rates):
+    """The statistics part of one method's calibration record (no file, no provenance).
+
+    ``rates`` is one rate per model, or ``{member: rates}`` for negatives measured behind
+    several fronts: then ``members`` records each member's rates and null, and the top-level
+    fields (rates, fit, thresholds, null) are those of the least favourable member, the one
+    with the highest mean logit rate."""
+    by_member = {"none": list(rates)} if not isinstance(rates, dict) else \
+        {k: list(v) for k, v in rates.items()}
+    if any(len(names) != len(r) for r in by_member.values()):
         raise ValueError("one name per rate")
-    fit = fit_null(rates, n_fingerprints)
-    thresholds, threshold, how = thresholds_for(rates, fit, alpha, rule)
+    n_fp = n_fingerprints or 100
+    members = []
+    for member, values in by_member.items():
+        record: dict[str, Any] = {"front": member, "rates": [float(r) for r in values]}
+        if len(values) >= 3:
+            from verifier_client.verdict import LogitNormalNull
+
+            record["null"] = LogitNormalNull.fit(values, n_fp).to_dict()
+        members.append(record)
+    from verifier_client.verdict import logit
+
+    worst = max(members, key=lambda m: float(np.mean([logit(r, n_fp) for r in m["rates"]])))
+    values = worst["rates"]
+    fit = fit_null(values, n_fingerprints)
+    thresholds, threshold, how = thresholds_for(values, fit, alpha, rule)
     entry = {"method": method, "independent_names": list(names),
-             "independent_rates": [float(r) for r in rates], **summarize_rates(rates),
+             "independent_rates": list(values), **summarize_rates(values),
              "fit": fit.to_dict(), "thresholds": thresholds, "threshold": threshold,
              "threshold_method": how, "rule": rule, "alpha": alpha,
-             "rank_p_floor": 1.0 / (len(rates) + 1)}
-    if len(rates) >= 3:
-        from verifier_client.verdict import LogitNormalNull
-
-        entry["null"] = LogitNormalNull.fit(rates, n_fingerprints or 100).to_dict()
+             "rank_p_floor": 1.0 / (len(values) + 1), "least_favourable": worst["front"],
+             "members": members}
+    if "null" in worst:
+        entry["null"] = worst["null"]
     return entry
 
 
@@ -243,20 +268,32 @@ class IndependentSource:
         return {"name": self.name, "source": "remote", "url": self.url, "model": self.model}
 
 
+def _model_seed(seed: int, name: str) -> int:
+    """A seed per model: every negative sees its own front draws, as every suspect does (one
+    shared stream would correlate the negatives with each other and not with the suspect)."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:6], "big")
+
+
 def local_rates(entry: Path | Entry, sets: Sequence[FingerprintSet], repeats: int = 1,
-                seed: int = 0) -> list[float]:
+                seed: int = 0, *, front: dict[str, Any] | None = None,
+                votes: int = 1) -> list[float]:
     """Matching rate of a repository entry (a folder or a loaded ``Entry``) on each set,
-    in-process (``verifier_client.matching.matching_rates``), through the entry's preprocessing
-    when it has one (built by ``models.transforms.build_transform``, as the server builds it),
-    averaged over ``repeats`` seeded draws."""
+    in-process (``verifier_client.matching.match_outcomes``): behind ``front`` (a transform
+    spec) when given, else through the entry's own preprocessing (built by
+    ``models.transforms.build_transform``, as the server builds it), with ``votes`` per
+    fingerprint, averaged over ``repeats`` seeded draws. A deterministic model is asked once."""
     from models.runtime import load_predictor
     from models.transforms import build_transform
-    from verifier_client.matching import matching_rates
+    from verifier_client.matching import match_outcomes
 
     entry = as_entry(entry)
     path, config = entry.path, entry.config
+    spec = front if front is not None else config.preprocessing
     try:
-        transform = build_transform(config.preprocessing)
+        transform = build_transform(spec)
+        if transform is not None:
+            transform.check_fits(config.input_shape)
     except ValueError as error:
         raise UserError(f"{path}: preprocessing {error}") from None
     predictor = load_predictor(entry)
@@ -265,40 +302,100 @@ def local_rates(entry: Path | Entry, sets: Sequence[FingerprintSet], repeats: in
         if list(fset.images.shape[1:]) != list(config.input_shape):
             raise UserError(f"{fset.name}: images are {list(fset.images.shape[1:])} "
                             f"[C, H, W] but {path.name} takes {config.input_shape}")
-        result = matching_rates(predictor, fset, transform,
-                                repeats if transform is not None else 1, seed)
-        rates.append(result.mean)
+        randomized = transform is not None
+        outcomes = match_outcomes(predictor, fset, transform, repeats if randomized else 1,
+                                  seed, votes if randomized else 1)
+        rates.append(float(outcomes.double().mean()))
     return rates
 
 
 async def remote_rates(url: str, model: str, sets: Sequence[FingerprintSet], repeats: int,
-                       client_options: dict[str, Any]) -> list[float]:
-    """Mean matching rate of the remote ``model`` on each set over ``repeats`` queries
-    (``OIPClient.repeat``: failed repeats are left out, never scored)."""
+                       client_options: dict[str, Any], votes: int = 1) -> list[float]:
+    """Mean matching rate of the remote ``model`` on each set over ``repeats`` repeats of
+    ``votes`` queries each (``OIPClient.repeat``: failed queries are left out, never scored)."""
     from verifier_client.oip_client import OIPClient
+    from verifier_client.votes import vote_outcomes
 
     async with OIPClient(url, **client_options) as client:
         await client.check_ready()
         meta = await client.model_metadata(model)
-        results = await client.repeat([client.prepare(meta, s.images) for s in sets], repeats)
+        results = await client.repeat([client.prepare(meta, s.images) for s in sets],
+                                      repeats * votes)
     rates = []
     for fset, result in zip(sets, results, strict=True):
-        if not result.answers:
+        outcomes = vote_outcomes(result.answers, fset.labels_array, votes)
+        if not len(outcomes):
             raise UserError(f"{model} at {url}: every query for {fset.name} failed")
-        rates.append(float(np.mean(result.rates(fset.labels_array))))
+        rates.append(float(np.mean(outcomes)))
     return rates
+
+
+class _Cache:
+    """Finished models of an interrupted calibration, one JSON line each in ``<out>.partial``
+    (keyed by the protocol, the sets' sha256 and the model), so a rerun measures only the rest.
+    """
+
+    def __init__(self, path: Path | None, protocol: Protocol,
+                 sets: Sequence[FingerprintSet]) -> None:
+        self.path = path
+        self.prefix = json.dumps([protocol.to_dict(), [s.sha256 for s in sets]], sort_keys=True)
+        self.done: dict[str, dict[str, list[float]]] = {}
+        if path is not None and path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                    self.done[record["key"]] = record["rates"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by a stop: measured again
+
+    def key(self, source: IndependentSource) -> str:
+        text = self.prefix + json.dumps(source.describe(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def add(self, source: IndependentSource, rates: dict[str, list[float]]) -> None:
+        self.done[self.key(source)] = rates
+        if self.path is not None:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps({"key": self.key(source), "name": source.name,
+                                         "rates": rates}) + "\n")
+
+    def clear(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def measure(source: IndependentSource, sets: Sequence[FingerprintSet], protocol: Protocol,
+            client_options: dict[str, Any] | None = None) -> dict[str, list[float]]:
+    """One negative's rate on every set under every member of ``protocol``:
+    ``{member text: [rate per set]}``."""
+    seed = _model_seed(protocol.seed, source.name)
+    if source.path is not None:
+        return {member_text(m): local_rates(source.path, sets, protocol.repeats, seed,
+                                            front=m, votes=protocol.votes)
+                for m in protocol.members}
+    if protocol.randomized:
+        raise UserError(f"{source.name}: a front is put in front of in-process negatives "
+                        "(--repository, --independent); remote negatives are measured as the "
+                        "server serves them")
+    assert source.url is not None and source.model is not None
+    rates = asyncio.run(remote_rates(source.url, source.model, sets, protocol.repeats,
+                                     client_options or {}, protocol.votes))
+    return {member_text(None): rates}
 
 
 def calibrate(sets: Sequence[FingerprintSet], independents: Sequence[IndependentSource], *,
               repeats: int = 1, alpha: float = DEFAULT_ALPHA, rule: Rule = "conservative",
               seed: int = 0, client_options: dict[str, Any] | None = None,
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+              progress: Callable[[str], None] | None = None, front: str | None = None,
+              votes: int = 1, partial: Path | None = None) -> dict[str, Any]:
     """Measure every independent model on every set and build the calibration document.
 
-    ``repeats`` only matters for models with randomized preprocessing (remote ones are always
-    queried ``repeats`` times and averaged). ``client_options`` go to
-    :class:`verifier_client.oip_client.OIPClient`. Returns the JSON-ready document; write it
-    with :func:`write_calibration`.
+    The negatives are queried under one :class:`~verifier_client.protocol.Protocol`: behind
+    every member of ``front`` (``None``: as they are), with ``votes`` per fingerprint and the
+    mean over ``repeats`` repeats (for randomized models; a deterministic one is asked once).
+    ``client_options`` go to :class:`verifier_client.oip_client.OIPClient`. ``partial`` keeps
+    finished models (see ``_Cache``) so an interrupted run resumes. Returns the JSON-ready
+    document; write it with :func:`write_calibration`.
     """
     if len(independents) < 1:
         raise UserError("calibration needs at least one independent model")
@@ -310,30 +407,37 @@ def calibrate(sets: Sequence[FingerprintSet], independents: Sequence[Independent
     names = [ind.name for ind in independents]
     if len(set(names)) != len(names):
         raise UserError(f"independent model names must be unique; got {names}")
-    rates: dict[str, list[float]] = {s.method: [] for s in sets}
+    protocol = Protocol.make(front, votes, repeats, seed)
+    cache = _Cache(partial, protocol, sets)
+    # rates[member][method] = one rate per independent model, in ``names`` order
+    rates: dict[str, dict[str, list[float]]] = {
+        m: {s.method: [] for s in sets} for m in protocol.member_names()}
     for independent in independents:
         if progress:
             progress(independent.name)
-        if independent.path is not None:
-            measured = local_rates(independent.path, sets, repeats, seed)
-        else:
-            assert independent.url is not None and independent.model is not None
-            measured = asyncio.run(remote_rates(independent.url, independent.model, sets,
-                                                 repeats, client_options or {}))
-        for fset, rate in zip(sets, measured, strict=True):
-            rates[fset.method].append(rate)
+        measured = cache.done.get(cache.key(independent))
+        if measured is None:
+            measured = measure(independent, sets, protocol, client_options)
+            cache.add(independent, measured)
+        for member, per_set in measured.items():
+            for fset, rate in zip(sets, per_set, strict=True):
+                rates[member][fset.method].append(rate)
     created, version = utc_now(), code_version()
     entries = {}
     for fset in sets:
-        entry = calibration_entry(fset.method, rates[fset.method], names, n_fingerprints=fset.n,
+        by_member = {m: rates[m][fset.method] for m in protocol.member_names()}
+        entry = calibration_entry(fset.method, by_member, names, n_fingerprints=fset.n,
                                   alpha=alpha, rule=rule)
         entries[fset.method] = {
             "set_file": str(fset.path), "set_sha256": fset.sha256, "n": fset.n,
             "target": fset.metadata.get("target"), **entry,
             "code_version": version, "created": created}
-    return {"format": CALIBRATION_FORMAT, "created": created, "code_version": version,
-            "alpha": alpha, "rule": rule, "repeats": repeats,
-            "independent": [ind.describe() for ind in independents], "methods": entries}
+    document = {"format": CALIBRATION_FORMAT, "created": created, "code_version": version,
+                "alpha": alpha, "rule": rule, "repeats": repeats,
+                "protocol": protocol.to_dict(),
+                "independent": [ind.describe() for ind in independents], "methods": entries}
+    cache.clear()
+    return document
 
 
 def _relative(path: str, start: Path) -> str:
@@ -363,15 +467,21 @@ def write_calibration(path: str | Path, document: dict[str, Any]) -> Path:
 def load_calibration(path: str | Path) -> dict[str, Any]:
     """Read and sanity-check a calibration file."""
     path = Path(path)
+    from models.files import read_regular_file
+
     try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: calibration file not found") from None
-    except (OSError, ValueError) as error:
+        document = json.loads(read_regular_file(path, MAX_CALIBRATION_BYTES, "calibration file"))
+    except (ValueError, RecursionError) as error:  # RecursionError: JSON nested too deep
         raise UserError(f"{path}: not a readable calibration file ({error})") from None
     if not isinstance(document, dict) or document.get("format") != CALIBRATION_FORMAT \
             or not isinstance(document.get("methods"), dict):
         raise UserError(f"{path}: not a calibration file (expected format "
                         f"{CALIBRATION_FORMAT!r}; make one with `python -m verifier_client "
                         "calibrate`)")
+    Protocol.from_dict(document.get("protocol"))  # a malformed protocol is one line here
     return document
+
+
+def protocol_of(calibration: dict[str, Any]) -> Protocol:
+    """The query protocol a calibration document was measured under."""
+    return Protocol.from_dict(calibration.get("protocol"))

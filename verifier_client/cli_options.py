@@ -4,14 +4,29 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from models.cli_support import checked_number, non_negative_int, positive_float, positive_int
 from models.errors import UserError
 
+#: Bounds of the arguments that multiply queries and memory (each allocates per repeat/vote).
+MAX_REPEATS = 10_000
+MAX_VOTES = 101
+
 
 def alpha_value(value: str) -> float:
     return checked_number(value, float, lambda v: 0.0 < v < 1.0, "in (0, 1)")
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high]`` (bounded at parse time, before work)."""
+    def parse(value: str) -> int:
+        return checked_number(value, int, lambda v: low <= v <= high, f"in [{low}, {high}]")
+
+    parse.__name__ = f"integer in [{low}, {high}]"
+    return parse
 
 EXAMPLES = """examples:
   python -m verifier_client verify --url http://127.0.0.1:8000 --model pirate-csrp \\
@@ -62,3 +77,14 @@ def client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             "timeout_s": args.timeout, "protocol": args.protocol,
             "unreachable_after_s": args.unreachable_after,
             "retry": RetryPolicy(attempts=args.retries + 1, backoff_s=args.backoff)}
+
+
+def add_eot_arguments(p: Any, default_zoo: str = "REPOSITORY") -> None:
+    """``--eot-fingerprints`` and ``--eot-calibration``: the sets for suspects behind a
+    randomized front and their front-matched calibration (verify --adaptive, demo, validate)."""
+    p.add_argument("--eot-fingerprints", type=Path, default=None, metavar="DIR",
+                   help=f"EOT sets for suspects behind a randomized front (default "
+                        f"{default_zoo}/fingerprints-eot)")
+    p.add_argument("--eot-calibration", type=Path, default=None, metavar="FILE",
+                   help=f"their front-matched calibration (default "
+                        f"{default_zoo}/calibration-eot.json)")

@@ -48,7 +48,7 @@ CONFIDENCE = 0.95
 BOOTSTRAP_DRAWS = 2000
 MIN_PARAMETRIC_MODELS = 5
 VERDICTS = ("stolen", "not_proven", "inconclusive")
-DECIDERS = ("parametric", "rank")
+DECIDERS = ("auto", "combined", "parametric", "rank")
 
 
 def logit(rate: float, n: int) -> float:
@@ -119,6 +119,44 @@ class LogitNormalNull:
             raise UserError(f"calibration null is malformed: {data!r}") from None
 
 
+COMBINERS = ("mean", "max")
+
+
+def combined_scores(logit_rates: np.ndarray, how: str = "mean") -> np.ndarray:
+    """One score per model from ``logit_rates [models, methods]``: each method's logit rate
+    standardised over all the rows given (mean, sd with ddof 1 and a floor of 1e-6), then the
+    mean (default) or the max over methods. The standardisation uses every row, the suspect's
+    included, so the score is a symmetric function of the models: permuting the rows permutes
+    the scores, which is what makes :func:`combined_p_value` exact."""
+    rates = np.asarray(logit_rates, dtype=np.float64)
+    if rates.ndim != 2 or rates.shape[0] < 2 or rates.shape[1] < 1:
+        raise ValueError(f"need logit rates [models >= 2, methods >= 1]; got {rates.shape}")
+    if how not in COMBINERS:
+        raise ValueError(f"combine must be one of {COMBINERS}; got {how!r}")
+    z = (rates - rates.mean(axis=0)) / np.maximum(rates.std(axis=0, ddof=1), 1e-6)
+    return z.mean(axis=1) if how == "mean" else z.max(axis=1)
+
+
+def combined_p_value(calibration: np.ndarray, suspect: np.ndarray, how: str = "mean") -> float:
+    """Exact rank p-value of one statistic across methods, fixed before any suspect is seen.
+
+    ``calibration [n, K]`` and ``suspect [K]`` are logit matching rates measured through the
+    same query protocol. The scores of the n + 1 models (:func:`combined_scores`, a full
+    conformal construction) are ranked: ``(1 + #{S_i >= S}) / (n + 1)``. If an innocent suspect
+    is exchangeable with the n calibration models, P(p <= k / (n + 1)) <= k / (n + 1) for every
+    k, with no distribution assumed; the floor is ``1 / (n + 1)`` (99 models reach 0.01).
+    """
+    table = np.vstack([np.asarray(calibration, np.float64),
+                       np.asarray(suspect, np.float64)[None, :]])
+    scores = combined_scores(table, how)
+    return float((1 + np.count_nonzero(scores[:-1] >= scores[-1])) / table.shape[0])
+
+
+def combined_models_needed(alpha: float) -> int:
+    """The fewest calibration models with which a rank p-value can reach ``alpha``."""
+    return max(1, math.ceil(1.0 / alpha - 1.0 - 1e-9))
+
+
 def bootstrap_interval(outcomes: np.ndarray, seed: int = 0, draws: int = BOOTSTRAP_DRAWS,
                        confidence: float = CONFIDENCE,
                        fingerprints: bool = True) -> tuple[float, float]:
@@ -175,7 +213,7 @@ def required_models(alpha: float, methods: int, decide_by: str) -> int:
 def check_calibration_size(n: int, alpha: float, methods: int, decide_by: str) -> None:
     """``UserError`` (one line, with the number needed) when ``n`` models cannot support
     ``alpha`` across ``methods`` methods with ``decide_by``."""
-    if decide_by not in DECIDERS:
+    if decide_by not in DECIDERS[2:]:
         raise UserError(f"--decide-by must be one of {', '.join(DECIDERS)}; got {decide_by!r}")
     if not 0.0 < alpha < 1.0:
         raise UserError(f"alpha must be in (0, 1); got {alpha}")

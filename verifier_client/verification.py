@@ -43,7 +43,7 @@ from models.atomic import write_json
 from models.cli_support import print_rich
 from models.errors import UserError
 from models.provenance import code_version, utc_now
-from verifier_client.calibration import load_calibration
+from verifier_client.calibration import load_calibration, protocol_of
 from verifier_client.decision import decide_rows, method_row
 from verifier_client.fingerprint_set import FingerprintSet
 from verifier_client.oip_client import (
@@ -52,7 +52,8 @@ from verifier_client.oip_client import (
     RetryPolicy,
     ServerUnreachableError,
 )
-from verifier_client.verdict import DEFAULT_ALPHA, check_calibration_size
+from verifier_client.protocol import Protocol
+from verifier_client.verdict import DEFAULT_ALPHA, check_calibration_size, combined_models_needed
 from verifier_client.votes import vote_outcomes
 
 __all__ = [
@@ -81,17 +82,21 @@ class VerifyOptions:
     every fingerprint K times and scores its modal label (K x the queries)."""
 
     alpha: float = DEFAULT_ALPHA
-    decide_by: str = "parametric"
+    decide_by: str = "auto"
     min_success: float = DEFAULT_MIN_SUCCESS
     seed: int = 0
     repeats: int = 20
     budget: int | None = None
     rule: str | None = None
     votes: int = 1
+    combine: str = "mean"
 
     def check(self, sets: Sequence[FingerprintSet],
-              entries: dict[str, dict[str, Any]]) -> None:
-        """``UserError`` (one line) for settings the sets or the calibration cannot support."""
+              entries: dict[str, dict[str, Any]], protocol: Protocol | None = None) -> None:
+        """``UserError`` (one line) for settings the sets or the calibration cannot support,
+        among them a protocol (votes, repeats) other than the calibration's."""
+        if protocol is not None:
+            protocol.check_suspect(self.votes, self.repeats, randomized=None)
         if self.repeats < 1 or self.votes < 1:
             raise UserError(f"repeats and votes must be >= 1; got {self.repeats} and "
                             f"{self.votes}")
@@ -104,7 +109,12 @@ class VerifyOptions:
                             f"({self.repeats} repeat(s){votes} of every set = {one_round} "
                             "queries)")
         smallest = min(len(entry["independent_rates"]) for entry in entries.values())
-        check_calibration_size(smallest, self.alpha, len(sets), self.decide_by)
+        if self.decide_by in ("parametric", "rank"):
+            check_calibration_size(smallest, self.alpha, len(sets), self.decide_by)
+        elif self.decide_by == "combined" and smallest < combined_models_needed(self.alpha):
+            raise UserError(f"the calibration has {smallest} models; the combined rank test at "
+                            f"alpha {self.alpha:g} needs at least "
+                            f"{combined_models_needed(self.alpha)}")
 
 
 def calibration_for_sets(sets: Sequence[FingerprintSet], calibration: dict[str, Any],
@@ -183,7 +193,7 @@ def _rows(sets: Sequence[FingerprintSet], entries: dict[str, dict[str, Any]],
                        planned=tally.requested, decide_by=options.decide_by,
                        seed=options.seed, rule=options.rule)
             for fset, tally in zip(sets, tallies, strict=True)]
-    return rows, decide_rows(rows, options.alpha, options.decide_by)
+    return rows, decide_rows(rows, options.alpha, options.decide_by, entries, options.combine)
 
 
 async def _query_rounds(client: OIPClient, model: str, sets: Sequence[FingerprintSet],
@@ -236,7 +246,8 @@ def verify(url: str, model: str, sets: Sequence[FingerprintSet], calibration: di
         raise UserError("no fingerprint sets given")
     options = options or VerifyOptions(repeats=repeats, rule=rule)
     entries = calibration_for_sets(sets, calibration)
-    options.check(sets, entries)
+    query_protocol = protocol_of(calibration)
+    options.check(sets, entries, query_protocol)
     started, wall0, cpu0 = utc_now(), time.perf_counter(), time.process_time()
     client_options = {"batch_size": batch_size, "concurrency": concurrency,
                       "timeout_s": timeout_s, "retry": retry, "protocol": protocol,
@@ -253,7 +264,8 @@ def verify(url: str, model: str, sets: Sequence[FingerprintSet], calibration: di
         "wall_seconds": wall, "client_seconds": cpu,
         "client_cpu_fraction": cpu / wall if wall > 0 else 0.0,
         "calibration_created": calibration.get("created"), "seed": options.seed,
-        "min_success": options.min_success, "votes": options.votes}
+        "min_success": options.min_success, "votes": options.votes,
+        "calibration_protocol": query_protocol.to_dict()}
     missing = _missing_data(sets, tallies, options.min_success, stopped)
     if missing is not None:
         report.update(methods=[_accounting(s, t) for s, t in zip(sets, tallies, strict=True)],
@@ -262,6 +274,10 @@ def verify(url: str, model: str, sets: Sequence[FingerprintSet], calibration: di
                       * options.votes,
                       overall={"verdict": NO_VERDICT, "reason": missing, "alpha": options.alpha})
     else:
+        # the answers themselves say whether a front is randomized: against a calibration
+        # measured without one, no verdict (the null would not be the suspect's)
+        query_protocol.check_suspect(options.votes, options.repeats,
+                                     randomized=any(_varies(t) for t in tallies))
         rows, overall = _rows(sets, entries, tallies, options)
         report.update(methods=rows, overall=overall,
                       queries=sum(row["repeats"] * row["n"] for row in rows) * options.votes)
@@ -312,6 +328,14 @@ def _run(url: str, model: str, sets: Sequence[FingerprintSet],
     return state["tallies"], state["rounds"], client, state["stopped"]
 
 
+def _varies(tally: Tally) -> bool:
+    """Whether one fingerprint got different outcomes in different repeats."""
+    if len(tally.outcomes) < 2:
+        return False
+    stacked = np.stack(tally.outcomes)
+    return bool((stacked != stacked[:1]).any())
+
+
 def _accounting(fset: FingerprintSet, tally: Tally) -> dict[str, Any]:
     """A method's row when there is no verdict: what was asked, answered and why not."""
     rates = [float(o.mean()) for o in tally.outcomes]
@@ -352,6 +376,9 @@ def overall_line(report: dict[str, Any]) -> str:
     if overall["verdict"] == NO_VERDICT:
         return f"overall: no verdict: {overall['reason']}"
     by = f" (by {', '.join(overall['stolen_by'])})" if overall["stolen_by"] else ""
+    if overall.get("decided_by") == "combined" and overall["verdict"] == "stolen":
+        by = " (combined test" + (f"; methods {', '.join(overall['stolen_by'])}" if
+                                  overall["stolen_by"] else "") + ")"
     return (f"overall: {overall['verdict']}{by} at family-wise alpha {overall['alpha']:g}: "
             f"{overall['guarantee']}")
 
@@ -384,7 +411,18 @@ def print_report(report: dict[str, Any], console: Any = None) -> None:
                 f"{row['p_value_parametric']:.2g}", f"{row['p_value_rank']:.2g}",
                 f"{row['holm_level']:.2g}", f"[{style}]{row['verdict']}[/{style}]")
         print_rich(table, console)
-    style = _STYLES[report["overall"]["verdict"]]
+        for row in report["methods"]:
+            if row.get("reach"):
+                console.print(f"{row['method']}: {row['reach']}", soft_wrap=True)
+    overall = report["overall"]
+    if overall.get("combined"):
+        test = overall["combined"]
+        console.print(f"combined test: p = {test['p_value']:.3g} ({test['statistic']}, against "
+                      f"{test['models']} calibration models, floor {test['p_floor']:.3g}; least "
+                      f"favourable front: {test['least_favourable']})", soft_wrap=True)
+    if overall.get("note"):
+        console.print(f"note: {overall['note']}", soft_wrap=True)
+    style = _STYLES[overall["verdict"]]
     console.print(f"[{style}]{overall_line(report)}[/{style}]", soft_wrap=True)
     failed = sum(row["repeats_failed"] for row in report["methods"])
     console.print(f"{report['queries']} queries in {report['wall_seconds']:.1f} s "

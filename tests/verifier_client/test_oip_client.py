@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from verifier_client.local_server import LocalServer, free_port
 from verifier_client.oip_client import (
     BadResponseError,
     InputMismatchError,
@@ -28,6 +27,7 @@ from verifier_client.oip_client import (
     choose_input,
     parse_retry_after,
 )
+from verifier_client.studies.local_server import LocalServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST_RETRY = RetryPolicy(attempts=3, backoff_s=0.01, max_backoff_s=0.05)

@@ -13,7 +13,6 @@ import pytest
 from models.atomic import write_json
 from models.repository import load_config
 from verifier_client.cli import main
-from verifier_client.local_server import LocalServer
 from verifier_client.probe import (
     DETECTED,
     NOT_DETECTED,
@@ -22,6 +21,7 @@ from verifier_client.probe import (
     probe,
     wilson_interval,
 )
+from verifier_client.studies.local_server import LocalServer
 
 
 @pytest.fixture(scope="module")

@@ -95,3 +95,51 @@ def test_too_few_calibration_models_are_refused_with_the_number_needed() -> None
 def test_logit_keeps_rates_of_zero_and_one_finite() -> None:
     assert logit(1.0, 100) == pytest.approx(math.log(199))
     assert logit(0.0, 100) == pytest.approx(-math.log(199))
+
+
+def _simulated_p_values(draws: int, n: int, methods: int, seed: int, **kwargs) -> np.ndarray:
+    """Combined p-values of an innocent suspect exchangeable with n calibration models: every
+    model's methods share a model effect (correlated methods) and heavy-tailed noise."""
+    from verifier_client.verdict import combined_p_value
+
+    rng = np.random.default_rng(seed)
+    out = np.empty(draws)
+    for i in range(draws):
+        table = rng.standard_t(3, size=(n + 1, methods)) + rng.normal(size=(n + 1, 1))
+        out[i] = combined_p_value(table[:n], table[n], **kwargs)
+    return out
+
+
+@pytest.mark.parametrize("how", ["mean", "max"])
+def test_the_combined_rank_test_is_exact_on_exchangeable_nulls(how: str) -> None:
+    n, draws = 19, 6000
+    p = _simulated_p_values(draws, n, 6, seed=11, how=how)
+    for k in (1, 2, 5):
+        level = k / (n + 1)
+        rate = float((p <= level + 1e-12).mean())
+        # exact: P(p <= k/(n+1)) = k/(n+1); 4 binomial standard errors either side
+        assert abs(rate - level) < 4 * math.sqrt(level * (1 - level) / draws), (k, rate)
+
+
+def test_standardising_without_the_suspect_is_not_exact() -> None:
+    """The control that shows the test can fail: a statistic standardised on the calibration
+    models alone (not a symmetric function of the n + 1 models) misses the nominal rate."""
+    rng = np.random.default_rng(5)
+    n, draws, hits = 4, 6000, 0
+    for _ in range(draws):
+        table = rng.normal(size=(n + 1, 3))
+        calibration, suspect = table[:n], table[n]
+        mean, sd = calibration.mean(0), calibration.std(0, ddof=1)
+        scores = ((calibration - mean) / sd).mean(1)
+        hits += (1 + np.count_nonzero(scores >= ((suspect - mean) / sd).mean())) / (n + 1) <= 0.2
+    assert abs(hits / draws - 0.2) > 4 * math.sqrt(0.2 * 0.8 / draws)
+
+
+def test_the_combined_test_needs_one_over_alpha_models() -> None:
+    from verifier_client.verdict import combined_models_needed, combined_p_value
+
+    assert combined_models_needed(0.01) == 99 and combined_models_needed(0.05) == 19
+    rng = np.random.default_rng(0)
+    calibration = rng.normal(size=(99, 6))
+    assert combined_p_value(calibration, np.full(6, 10.0)) == pytest.approx(0.01)  # the floor
+    assert combined_p_value(calibration[:20], np.full(6, 10.0)) == pytest.approx(1 / 21)

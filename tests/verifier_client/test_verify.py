@@ -27,12 +27,14 @@ from verifier_client.calibration import (
 )
 from verifier_client.cli import main
 from verifier_client.fingerprint_set import load_sets
-from verifier_client.local_server import LocalServer, free_port
 from verifier_client.oip_client import RetryPolicy
+from verifier_client.studies.local_server import LocalServer, free_port
 from verifier_client.verification import VerifyOptions, verify
 
 from .test_calibration import make_set
 
+#: The front family of the owner's front-matched calibration (its corners and centre).
+FRONT_FAMILY = "csrp(sigma=1.16..1.3, p=3..6)"
 REPORT_FIELDS = ("method", "n", "repeats", "repeats_failed", "mr_mean", "mr_std", "mr_min",
                  "mr_max", "independent_min", "independent_max", "threshold", "threshold_method",
                  "verdict", "p_value")
@@ -66,8 +68,11 @@ def owner(tiny_repo: Path, fmnist_train: Any, fmnist_test: Any,
     sources = [IndependentSource(n, path=tiny_repo / n) for n in ("indep-1", "indep-2")]
     sources += [IndependentSource(path.name, path=path) for path in extra]
     write_calibration(folder / "calibration.json", calibrate(sets, sources))
+    # the same negatives queried behind a CSRP family, as adaptive verification needs them
+    write_calibration(folder / "calibration-front.json", calibrate(
+        sets, sources, front=FRONT_FAMILY, votes=3, repeats=3))
     return {"sets": folder / "sets", "calibration": folder / "calibration.json",
-            "folder": folder}
+            "front_calibration": folder / "calibration-front.json", "folder": folder}
 
 
 @pytest.fixture(scope="module")
@@ -259,6 +264,10 @@ def _csrp_at_the_boundary(owner: dict[str, Path], served_repo: Path, tmp_path: P
         entry = calibration_entry(fset.method, rates.tolist(), [f"m{i}" for i in range(n)],
                                   n_fingerprints=fset.n)
         calibration["methods"][fset.method].update(entry)
+    # measured behind CSRP (1.16, 3), one vote, two repeats: the protocol of the suspect
+    calibration["protocol"] = {"front": "csrp(sigma=1.16, p=3)",
+                               "members": [{"name": "csrp", "sigma": 1.16, "p": 3}],
+                               "votes": 1, "repeats": 2, "seed": 0}
     path = tmp_path / "boundary.json"
     path.write_text(json.dumps(calibration))
     return path
@@ -270,6 +279,7 @@ def test_budget_keeps_querying_while_a_method_is_inconclusive(
 
     repo = tmp_path / "repo"
     shutil.copytree(served_repo / "plain-copy", repo / "csrp-copy")
+    shutil.copytree(served_repo / "plain-copy", repo / "plain-copy")
     config = json.loads((repo / "csrp-copy" / "config.json").read_text())
     config.update(name="csrp-copy", preprocessing={"name": "csrp", "sigma": 1.16, "p": 3})
     (repo / "csrp-copy" / "config.json").write_text(json.dumps(config))
@@ -279,7 +289,7 @@ def test_budget_keeps_querying_while_a_method_is_inconclusive(
         budget = 2 * 50 * 2 * 4  # four rounds of 2 repeats of both 50-sample sets
         report = verify(server.url, "csrp-copy", sets, calibration,
                         options=VerifyOptions(repeats=2, budget=budget))
-        deterministic = verify(server.url, "csrp-copy", sets, load_calibration(
+        deterministic = verify(server.url, "plain-copy", sets, load_calibration(
             owner["calibration"]), options=VerifyOptions(repeats=2, budget=budget))
     assert report["rounds"] >= 2 and report["queries_used"] <= budget
     assert any(row["verdict"] == "inconclusive" or row["repeats"] > 2
@@ -342,7 +352,8 @@ def test_a_server_that_dies_gives_no_verdict_not_a_silent_one(
 def test_votes_and_adaptive_verification(owner: dict[str, Path], served_repo: Path,
                                          tmp_path: Path, capsys) -> None:
     """--votes K asks K times per repeat; --adaptive probes first and switches to the EOT sets
-    (here the same files, to check the switch) and their votes only behind a randomized front."""
+    (here the same files, to check the switch) and their front-matched calibration, with its
+    votes and repeats, only behind a randomized front."""
     import shutil
 
     repo = tmp_path / "repo"
@@ -351,23 +362,58 @@ def test_votes_and_adaptive_verification(owner: dict[str, Path], served_repo: Pa
     config = json.loads((repo / "csrp-copy" / "config.json").read_text())
     config.update(name="csrp-copy", preprocessing={"name": "csrp", "sigma": 1.16, "p": 3})
     (repo / "csrp-copy" / "config.json").write_text(json.dumps(config))
+    front = load_calibration(owner["front_calibration"])
     with LocalServer(repo, "--seed", "1") as server:
-        voted = run_verify(server.url, "csrp-copy", owner,
-                           options=VerifyOptions(repeats=2, votes=3))
-        assert voted["votes"] == 3 and voted["queries_used"] == 2 * 3 * 2 * 50
-        assert all(row["repeats"] == 2 for row in voted["methods"])
+        voted = verify(server.url, "csrp-copy", load_sets([owner["sets"]]), front,
+                       options=VerifyOptions(repeats=3, votes=3))
+        assert voted["votes"] == 3 and voted["queries_used"] == 3 * 3 * 2 * 50
+        assert all(row["repeats"] == 3 and row["fronts"] == 5 for row in voted["methods"])
         reports = {}
         for model in ("csrp-copy", "plain-copy"):
             out = tmp_path / f"{model}.json"
             code = main(["verify", "--url", server.url, "--model", model, "--fingerprints",
                          str(owner["sets"]), "--calibration", str(owner["calibration"]),
                          "--repeats", "2", "--adaptive", "--eot-fingerprints",
-                         str(owner["sets"]), "--eot-calibration", str(owner["calibration"]),
-                         "--eot-votes", "3", "--json", str(out), "--no-progress"])
+                         str(owner["sets"]), "--eot-calibration",
+                         str(owner["front_calibration"]), "--json", str(out), "--no-progress"])
             assert code == 0, capsys.readouterr().err
             reports[model] = json.loads(out.read_text())
     printed = capsys.readouterr().out
     assert "randomized front detected" in printed and "no randomness detected" in printed
-    assert reports["csrp-copy"]["adaptive"]["randomized"] and reports["csrp-copy"]["votes"] == 3
+    assert "measured behind front csrp(sigma=1.16..1.3, p=3..6) (5 member(s)), 3 vote(s)" in \
+        printed
+    csrp = reports["csrp-copy"]
+    assert csrp["adaptive"]["randomized"] and csrp["votes"] == 3
+    assert csrp["repeats_requested"] == 3  # the calibration's repeats, not --repeats
     assert not reports["plain-copy"]["adaptive"]["randomized"]
     assert reports["plain-copy"]["votes"] == 1
+
+
+def test_a_suspect_queried_unlike_the_null_is_refused(
+        owner: dict[str, Path], served_repo: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture) -> None:
+    """Round 3's audit: innocents behind CSRP were compared with negatives measured without
+    it. Votes or repeats other than the calibration's, a plain calibration for a suspect that
+    answers at random, or --adaptive with a calibration made without a front: exit 2."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(served_repo / "indep-2", repo / "innocent-csrp")
+    config = json.loads((repo / "innocent-csrp" / "config.json").read_text())
+    config.update(name="innocent-csrp", preprocessing={"name": "csrp", "sigma": 1.23, "p": 6})
+    (repo / "innocent-csrp" / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "never.json"
+    with LocalServer(repo, "--seed", "2") as server:
+        base = ["verify", "--url", server.url, "--model", "innocent-csrp", "--fingerprints",
+                str(owner["sets"]), "--json", str(out), "--no-progress"]
+        plain, front = str(owner["calibration"]), str(owner["front_calibration"])
+        assert "the calibration measured its negatives without a front" in cli_error(
+            [*base, "--calibration", plain, "--repeats", "3"], capsys)
+        assert "measured with 3 vote(s) per fingerprint and this verification asks 1" in \
+            cli_error([*base, "--calibration", front, "--repeats", "3"], capsys)
+        assert "averaged 3 repeat(s) behind its front and this verification plans 2" in \
+            cli_error([*base, "--calibration", front, "--votes", "3", "--repeats", "2"], capsys)
+        assert "needs a calibration measured behind a front" in cli_error(
+            [*base, "--calibration", plain, "--adaptive", "--eot-fingerprints",
+             str(owner["sets"]), "--eot-calibration", plain], capsys)
+    assert not out.exists()

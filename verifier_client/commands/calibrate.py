@@ -13,11 +13,17 @@ from models.cli_support import (
     add_command,
     existing_entry,
     output_file,
-    positive_int,
     print_rich,
 )
 from models.errors import UserError
-from verifier_client.cli_options import add_client_arguments, alpha_value, client_kwargs
+from verifier_client.cli_options import (
+    MAX_REPEATS,
+    MAX_VOTES,
+    add_client_arguments,
+    alpha_value,
+    bounded_int,
+    client_kwargs,
+)
 
 RULES = ("conservative", "max", "fit")
 DEFAULT_ALPHA = 0.01
@@ -28,10 +34,18 @@ EXAMPLES = [
     Example("python -m verifier_client calibrate --fingerprints zoo/fingerprints "
             "--independent zoo/indep-01,zoo/indep-02,zoo/indep-03,zoo/indep-04,zoo/indep-05 "
             "--out build/examples/calibration-5.json", cheap=True),
+    Example("python -m verifier_client calibrate --fingerprints zoo/fingerprints-eot "
+            "--repository zoo --front 'csrp(sigma=1.1..1.35, p=1..8)' --votes 5 --repeats 10 "
+            "--out zoo/calibration-eot.json",
+            note="the null behind every corner and the centre of a CSRP family, as the adaptive "
+                 "verifier queries"),
     Example("python -m verifier_client calibrate --fingerprints zoo/fingerprints "
             "--url http://127.0.0.1:8000 --model indep-01,indep-02,indep-03 --repeats 10 "
             "--out build/examples/calibration-remote.json", note="models on a server"),
 ]
+FOOTER = """A long calibration resumes: every finished model is kept in OUT.partial until the file
+is written, and a rerun with the same sets, models and protocol measures only the rest. The
+verdicts need at least 1/alpha - 1 models for the combined test (99 at alpha 0.01)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,8 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Measure independent models on every fingerprint set and write the "
                     "calibration file the verdicts decide with (docs/design.md 3.5): the rates, "
                     "the logit-normal null, the legacy thresholds. With --repository, the "
-                    "population manifest's calibration negatives (never a held-out model).",
-                    EXAMPLES)
+                    "population manifest's calibration negatives (never a held-out model). With "
+                    "--front, every negative is queried behind a transform or every corner and "
+                    "the centre of a transform family, with --votes and --repeats: the protocol "
+                    "a suspect must then be verified with (verify checks it).",
+                    EXAMPLES, FOOTER)
     p.add_argument("--fingerprints", required=True, action=CommaList, metavar="FILE_OR_DIR",
                    help="fingerprint set files, or folders of *.safetensors sets")
     p.add_argument("--repository", type=existing_repository, default=None, metavar="DIR",
@@ -50,9 +67,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--url", default=None, help="server holding remote independent models")
     p.add_argument("--model", action=CommaList, default=[], metavar="NAME",
                    help="independent models on --url, measured over HTTP")
-    p.add_argument("--repeats", type=positive_int, default=1,
+    p.add_argument("--repeats", type=bounded_int(1, MAX_REPEATS), default=1,
                    help="queries per set and model, averaged (remote models, and local ones "
-                        "with randomized preprocessing; default 1)")
+                        "behind a front or with randomized preprocessing; default 1)")
+    p.add_argument("--front", default=None, metavar="SPEC",
+                   help="query every in-process negative behind this transform or family, "
+                        "e.g. 'csrp(sigma=1.23, p=6)' or 'csrp(sigma=1.1..1.35, p=1..8)' "
+                        "(default: none)")
+    p.add_argument("--votes", type=bounded_int(1, MAX_VOTES), default=1, metavar="K",
+                   help="ask every fingerprint K times per repeat and score the modal label, "
+                        "as verify --votes K will (default 1)")
     p.add_argument("--alpha", type=alpha_value, default=DEFAULT_ALPHA,
                    help=f"false-positive rate of the fitted threshold (default {DEFAULT_ALPHA})")
     p.add_argument("--rule", choices=RULES, default="conservative",
@@ -92,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
     sets = load_sets(args.fingerprints)
     document = calibrate(sets, sources, repeats=args.repeats, alpha=args.alpha, rule=args.rule,
                          seed=args.seed, client_options=client_kwargs(args),
-                         progress=lambda name: print(f"measuring {name}", flush=True))
+                         progress=lambda name: print(f"measuring {name}", flush=True),
+                         front=args.front, votes=args.votes,
+                         partial=args.out.with_name(args.out.name + ".partial"))
     write_calibration(args.out, document)
     print_calibration(document)
     print(f"wrote {args.out}")
@@ -100,23 +126,51 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_calibration(document: dict) -> None:
+    """The null each verdict decides with: per method the negatives' rates, the logit-normal
+    fit and its Shapiro-Wilk check (a rejected fit means rank p-values), the least favourable
+    front; then what the number of models allows, with a warning below what alpha needs."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"calibration: {len(document['independent'])} independent model(s), "
-                        f"alpha {document['alpha']:g}, rule {document['rule']}")
-    for column in ("method", "n", "indep. [min, max]", "mean ± std", "fit", "threshold"):
-        table.add_column(column, justify="left" if column in ("method", "fit") else "right")
+    from verifier_client.protocol import Protocol
+    from verifier_client.verdict import combined_models_needed
+
+    protocol = Protocol.from_dict(document.get("protocol"))
+    models = len(document["independent"])
+    alpha = float(document["alpha"])
+    table = Table(title=f"calibration: {models} negative(s), {protocol.describe()}")
+    for column in ("method", "n", "negatives [min, max]", "mean ± std", "logit-normal null",
+                   "Shapiro p", "decides by", "least favourable front"):
+        table.add_column(column, justify="left" if column in (
+            "method", "decides by", "least favourable front", "logit-normal null") else "right")
     for method, entry in document["methods"].items():
-        fit = entry["fit"]
-        params = ", ".join(f"{v:.4g}" for v in fit["params"].values())
-        how = "max" if entry["threshold_method"] == "independent-max" else "fit"
+        null = entry.get("null") or {}
+        shapiro = null.get("shapiro_p")
+        normal = shapiro is None or shapiro >= 0.05
         table.add_row(method, str(entry["n"]), f"[{entry['min']:.2f}, {entry['max']:.2f}]",
                       f"{entry['mean']:.3f} ± {entry['std']:.3f}",
-                      f"{fit['family']}({params})" + (" *" if fit["note"] else ""),
-                      f"{entry['threshold']:.3f} {how}")
-    console = Console()
+                      f"logit ~ N({null.get('mean_logit', float('nan')):.2f}, "
+                      f"{null.get('sd_logit', float('nan')):.2f})" if null else "-",
+                      "-" if shapiro is None else f"{shapiro:.2g}",
+                      "parametric" if normal else "rank", str(entry.get("least_favourable",
+                                                                      "none")))
+    console = Console(width=max(120, Console().width))
     print_rich(table, console)
-    notes = {entry["fit"]["note"] for entry in document["methods"].values() if entry["fit"]["note"]}
-    for note in sorted(notes):
-        console.print(f"* {note}")
+    needed = combined_models_needed(alpha)
+    floor = 1 / (models + 1)
+    console.print(f"combined test (what verify decides with by default): exact rank p-value, "
+                  f"floor 1/(n+1) = {floor:.3g} with {models} models", soft_wrap=True)
+    if models < needed:
+        console.print(f"[bold yellow]warning: {models} models cannot certify alpha {alpha:g}: "
+                      f"the combined test needs {needed}; verify falls back to the parametric "
+                      "nulls, whose guarantee rests on the logit-normal model[/bold yellow]",
+                      soft_wrap=True)
+    rank_only = [m for m, e in document["methods"].items()
+                 if (e.get("null") or {}).get("shapiro_p") is not None
+                 and e["null"]["shapiro_p"] < 0.05]
+    holm_first = alpha / max(len(document["methods"]), 1)
+    if rank_only and floor > holm_first:
+        console.print(f"[yellow]{', '.join(rank_only)}: the logit-normal null is rejected, so "
+                      f"these decide by rank, and a rank p-value cannot reach Holm's first "
+                      f"level {holm_first:.2g} with {models} models: alone they can never say "
+                      f"stolen[/yellow]", soft_wrap=True)

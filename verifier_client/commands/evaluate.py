@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from verifier_client.evaluation import evaluate_zoo, to_markdown, write_outputs
+    from verifier_client.studies.evaluation import evaluate_zoo, to_markdown, write_outputs
 
     table = evaluate_zoo(args.repository, args.repeats, args.via_server, args.seed,
                          progress=not args.quiet)

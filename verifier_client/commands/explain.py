@@ -63,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from models.provenance import code_version
     from models.repository import load_model
     from models.transforms import build_transform, parse_spec_text
-    from verifier_client.explain import ExplainSettings, explain_groups
-    from verifier_client.explain_figure import draw_figure, markdown
     from verifier_client.fingerprint_set import load_sets
+    from verifier_client.studies.explain import ExplainSettings, explain_groups
+    from verifier_client.studies.explain_figure import draw_figure, markdown
 
     try:
         spec = parse_spec_text(args.transform)

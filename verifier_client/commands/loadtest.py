@@ -90,7 +90,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from verifier_client.loadtest import LoadSettings, markdown_report, run_loadtest, write_outputs
+    from verifier_client.studies.loadtest import (
+        LoadSettings,
+        markdown_report,
+        run_loadtest,
+        write_outputs,
+    )
 
     concurrency = args.concurrency or (() if args.rate else (1, 8, 32, 64))
     settings = LoadSettings(

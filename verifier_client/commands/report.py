@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     from models.atomic import write_text
     from models.provenance import code_version, utc_now
-    from verifier_client.report import build_report, render
+    from verifier_client.studies.report import build_report, render
 
     if not args.results.is_dir():
         raise UserError(f"{args.results}: results folder not found")

@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from verifier_client.roc_study import roc_study, to_markdown, write_outputs
+    from verifier_client.studies.roc_study import roc_study, to_markdown, write_outputs
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file, not a folder")

@@ -80,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from models.entries import set_threads
-    from verifier_client.stability import stability_study, to_markdown, write_outputs
+    from verifier_client.studies.stability import stability_study, to_markdown, write_outputs
 
     if args.entries and any(v is not None for v in (args.sigma, args.p, args.distort_limit)):
         raise UserError("--entries compares entries behind their own preprocessing; "

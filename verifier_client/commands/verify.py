@@ -5,7 +5,6 @@ and overall at a family-wise false-accusation rate of at most alpha."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from models.cli_support import (
     CommaList,
@@ -16,10 +15,19 @@ from models.cli_support import (
     output_file,
     positive_int,
 )
-from verifier_client.cli_options import add_client_arguments, alpha_value, client_kwargs
+from verifier_client.cli_options import (
+    MAX_REPEATS,
+    MAX_VOTES,
+    add_client_arguments,
+    add_eot_arguments,
+    alpha_value,
+    bounded_int,
+    client_kwargs,
+)
 
 RULES = ("conservative", "max", "fit")
-DECIDERS = ("parametric", "rank")
+DECIDERS = ("auto", "combined", "parametric", "rank")
+COMBINERS = ("mean", "max")
 DEFAULT_ALPHA, DEFAULT_MIN_SUCCESS = 0.01, 0.9
 EXAMPLES = [
     Example("python -m verifier_client verify --url http://127.0.0.1:8000 --model csrp "
@@ -36,24 +44,6 @@ FOOTER = """Exit status 0 when it ran (whatever the verdict); 3 when too few que
 answered to give a verdict (the JSON says why); 2 with one line when it could not run."""
 
 
-def probe_front(url: str, model: str, client_options: dict[str, Any]) -> dict[str, Any]:
-    """``probe`` the suspect: is a randomized preprocessing in front of it? The decision of
-    ``--adaptive``, with the probe's statistics and one line saying what follows."""
-    from verifier_client.probe import DETECTED, probe
-
-    result = probe(url, model, **client_options)
-    randomized = result["conclusion"] == DETECTED
-    message = (f"probe: randomized front detected (label flip rate {result['flip_rate']:.3f} "
-               f"on {result['inputs']} inputs x {result['trials']} trials): verifying with the "
-               "EOT sets and majority votes" if randomized else
-               f"probe: no randomness detected ({result['answers']} answers): verifying with "
-               "the plain sets")
-    return {"randomized": randomized, "message": message,
-            "probe_queries": result["answers"], "probe": {
-                k: result[k] for k in ("flip_rate", "flip_rate_ci95", "inputs", "trials",
-                                       "conclusion")}}
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = add_command(subparsers, "verify", "verify a remote label-only model with fingerprints",
                     "Query a suspect label-only model with fingerprint sets and decide, per "
@@ -65,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fingerprints", required=True, action=CommaList, metavar="FILE_OR_DIR",
                    help="fingerprint set files, or folders of *.safetensors sets")
     p.add_argument("--calibration", required=True, help="calibration.json made for these sets")
-    p.add_argument("--repeats", type=positive_int, default=100,
+    p.add_argument("--repeats", type=bounded_int(1, MAX_REPEATS), default=100,
                    help="queries of each whole set per round (default 100, as the paper)")
     p.add_argument("--budget", type=positive_int, default=None, metavar="Q",
                    help="sequential: further rounds of --repeats for inconclusive methods until "
@@ -73,27 +63,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=alpha_value, default=DEFAULT_ALPHA,
                    help=f"family-wise false-accusation rate of the overall verdict (default "
                         f"{DEFAULT_ALPHA})")
-    p.add_argument("--decide-by", choices=DECIDERS, default="parametric",
-                   help="which p-value decides: parametric (logit-normal null, default) or "
-                        "rank (assumption-free; needs many calibration models)")
+    p.add_argument("--decide-by", choices=DECIDERS, default="auto",
+                   help="what decides: combined (one exact rank test of a statistic over all "
+                        "methods; needs 1/alpha - 1 calibration models), parametric (Holm over "
+                        "logit-normal nulls), rank (Holm over rank p-values), or auto = "
+                        "combined when the calibration has enough models, else parametric "
+                        "(default)")
+    p.add_argument("--combine", choices=COMBINERS, default="mean",
+                   help="the combined statistic: mean (default) or max of the methods' "
+                        "standardised logit rates; fixed before looking at the suspect")
     p.add_argument("--min-success", type=fraction, default=DEFAULT_MIN_SUCCESS,
                    help="share of planned repeats that must be answered for a verdict "
                         f"(default {DEFAULT_MIN_SUCCESS})")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap interval")
-    p.add_argument("--votes", type=positive_int, default=1, metavar="K",
+    p.add_argument("--votes", type=bounded_int(1, MAX_VOTES), default=1, metavar="K",
                    help="ask every fingerprint K times per repeat and score its modal label "
                         "(K x the queries; default 1)")
     adaptive = p.add_argument_group("adaptive verification")
     adaptive.add_argument("--adaptive", action="store_true",
                           help="probe the front first; if it is randomized, verify with the "
-                               "EOT sets, their calibration and --eot-votes, and say so")
-    adaptive.add_argument("--eot-fingerprints", action=CommaList, default=None,
-                          metavar="FILE_OR_DIR",
-                          help="EOT fingerprint sets (default: zoo/fingerprints-eot)")
-    adaptive.add_argument("--eot-calibration", default=None, metavar="FILE",
-                          help="their calibration (default: zoo/calibration-eot.json)")
-    adaptive.add_argument("--eot-votes", type=positive_int, default=5, metavar="K",
-                          help="votes when the front is randomized (default 5)")
+                               "EOT sets and their front-matched calibration, with its votes "
+                               "and repeats, and say so")
+    add_eot_arguments(adaptive, "zoo")
     p.add_argument("--rule", choices=RULES, default=None,
                    help="threshold rule of the legacy threshold verdict column")
     p.add_argument("--json", dest="json_out", type=output_file, default=None, metavar="FILE",
@@ -118,17 +109,24 @@ def run(args: argparse.Namespace) -> int:
     options = client_kwargs(args)
     sets = load_sets(args.fingerprints)
     calibration = load_calibration(args.calibration)
-    votes, adaptive = args.votes, None
+    votes, repeats, adaptive = args.votes, args.repeats, None
     if args.adaptive:
-        eot_sets = load_sets(args.eot_fingerprints or ["zoo/fingerprints-eot"])
-        eot_calibration = load_calibration(args.eot_calibration or "zoo/calibration-eot.json")
-        adaptive = probe_front(args.url, args.model, options)
-        if adaptive["randomized"]:
-            sets, calibration, votes = eot_sets, eot_calibration, args.eot_votes
-        print(adaptive["message"], flush=True)
+        from verifier_client.adaptive import Route, check_front_route, choose
+
+        where = str(args.eot_calibration or "zoo/calibration-eot.json")
+        front = Route(load_sets([args.eot_fingerprints or "zoo/fingerprints-eot"]),
+                      load_calibration(where))
+        check_front_route(front, where)
+        choice = choose(args.url, args.model, Route(sets, calibration), front, votes, repeats,
+                        options)
+        sets, calibration, votes, repeats = (choice.sets, choice.calibration, choice.votes,
+                                             choice.repeats)
+        adaptive = choice.describe()
+        print(choice.message, flush=True)
     decision = VerifyOptions(alpha=args.alpha, decide_by=args.decide_by,
-                             min_success=args.min_success, seed=args.seed, repeats=args.repeats,
-                             budget=args.budget, rule=args.rule, votes=votes)
+                             min_success=args.min_success, seed=args.seed, repeats=repeats,
+                             budget=args.budget, rule=args.rule, votes=votes,
+                             combine=args.combine)
     report = verify(args.url, args.model, sets, calibration, options=decision,
                     show_progress=not args.quiet, **options)
     if adaptive is not None:

@@ -456,7 +456,7 @@ class FingerprintMethod(ABC):
                    pools, progress, family=self.family, draws=self.eot_draws)
 
     def _collect(self, run: Run) -> Accepted:
-        """Rounds of candidates until ``run.n`` pass :meth:`verify`, alone and as one batch."""
+        """Rounds of candidates until ``run.n`` pass :meth:`accepts`, alone and as one batch."""
         accepted = Accepted()
         rate = self.expected_acceptance
         while len(accepted) < run.n:
@@ -470,13 +470,13 @@ class FingerprintMethod(ABC):
             run.round += 1
             cand = self.candidates(run, size)
             run.tried += len(cand.labels)
-            ok = cand.accepted.to(run.device) & self.verify(run.model, cand.images, cand.labels,
+            ok = cand.accepted.to(run.device) & self.accepts(run.model, cand.images, cand.labels,
                                                             run)
             index = ok.nonzero().flatten()[:remaining]
             if len(index):
                 accepted.add(cand, index)
                 # the whole set in one batch, as a verifier sends it
-                accepted.keep(self.verify(run.model, accepted.images.to(run.device),
+                accepted.keep(self.accepts(run.model, accepted.images.to(run.device),
                                           accepted.labels.to(run.device), run).cpu())
             run.accepted = len(accepted)
             rate = max(len(accepted), 1) / max(run.tried, 1)
@@ -484,7 +484,7 @@ class FingerprintMethod(ABC):
         return accepted
 
     @torch.no_grad()
-    def verify(self, model: nn.Module, images: Tensor, labels: Tensor,
+    def accepts(self, model: nn.Module, images: Tensor, labels: Tensor,
                run: Run | None = None) -> Tensor:
         """Acceptance after quantisation: the target's label on the 8-bit image is ``labels``
         with a top-1 margin of at least ``margin`` (bool [N]); with a transform family, also

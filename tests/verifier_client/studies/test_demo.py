@@ -1,0 +1,59 @@
+"""The demo end to end on a tiny repository: real server subprocess, real HTTP, verdict table."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.errors import UserError
+from verifier_client.cli import main
+from verifier_client.studies.demo import demo_models
+
+from ..test_verify import owner  # noqa: F401  (module fixture: sets + calibration)
+
+
+@pytest.fixture(scope="module")
+def demo_repo(tiny_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``copy`` (the target as is), ``csrp`` (it behind CSRP), ``heldout-resnet20-01``."""
+    repo = tmp_path_factory.mktemp("demo")
+    shutil.copytree(tiny_repo / "target", repo / "copy")
+    shutil.copytree(tiny_repo / "target", repo / "csrp")
+    config = json.loads((repo / "csrp" / "config.json").read_text())
+    config["preprocessing"] = {"name": "csrp", "sigma": 1.23, "p": 6}
+    (repo / "csrp" / "config.json").write_text(json.dumps(config))
+    shutil.copytree(tiny_repo / "indep-2", repo / "heldout-resnet20-01")
+    return repo
+
+
+def test_demo_verifies_every_served_model_and_prints_verdicts(
+        demo_repo: Path, owner: dict[str, Path], tmp_path: Path,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo.json"
+    code = main(["demo", "--repository", str(demo_repo), "--fingerprints", str(owner["sets"]),
+                 "--calibration", str(owner["calibration"]), "--eot-fingerprints",
+                 str(owner["sets"]), "--eot-calibration", str(owner["front_calibration"]),
+                 "--repeats", "3", "--json", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "csrp 1.23/6" in printed and "stolen (2/2)" in printed
+    assert "EOT x3x3 (900)" in printed and "plain x3 (300)" in printed
+    assert "family-wise alpha 0.01" in printed and "(Holm)" in printed
+    summary: dict[str, Any] = json.loads(out.read_text())
+    by_model = {report["model"]: report for report in summary["reports"]}
+    assert list(by_model) == ["copy", "csrp", "heldout-resnet20-01"]  # DEMO_MODELS order
+    assert {row["verdict"] for row in by_model["copy"]["methods"]} == {"stolen"}
+    assert all(row["mr_mean"] == 1.0 for row in by_model["copy"]["methods"])
+    assert all(row["repeats"] == 3 for r in by_model.values() for row in r["methods"])
+    assert by_model["csrp"]["preprocessing"]["name"] == "csrp"
+    assert by_model["csrp"]["adaptive"]["randomized"] and by_model["csrp"]["votes"] == 3
+    assert not by_model["copy"]["adaptive"]["randomized"]
+
+
+def test_demo_models_are_checked(demo_repo: Path) -> None:
+    assert demo_models(demo_repo, None) == ["copy", "csrp", "heldout-resnet20-01"]
+    with pytest.raises(UserError, match="no model"):
+        demo_models(demo_repo, ["copy", "nope"])
