@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from verifier_client.studies.local_server import LocalServer
+from models.local_server import LocalServer
 
 IMAGES = 2048
 

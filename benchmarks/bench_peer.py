@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.atomic import write_json  # noqa: E402
-from verifier_client.studies.local_server import LocalServer, free_port  # noqa: E402
+from models.local_server import LocalServer, free_port  # noqa: E402
 
 HANDLER = '''
 import io

@@ -42,10 +42,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.local_server import LocalServer
 from models.repository import CONFIG_FILE, load_config
 from models.transforms import csrp
 from server.pipeline.backends import load_backend
-from verifier_client.studies.local_server import LocalServer
 
 CSRP_SPEC = {"name": "csrp", "sigma": 1.16, "p": 3}
 GOALS = {16: 0.80, 1: 0.40}

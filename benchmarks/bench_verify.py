@@ -34,13 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.atomic import write_json  # noqa: E402
+from models.local_server import LocalServer  # noqa: E402
 from models.provenance import code_version, utc_now  # noqa: E402
 from verifier_client.calibration import (  # noqa: E402
     calibration_entry,
     load_calibration,
 )
 from verifier_client.fingerprint_set import load_sets  # noqa: E402
-from verifier_client.studies.local_server import LocalServer  # noqa: E402
 from verifier_client.verification import print_report, verify  # noqa: E402
 
 

@@ -27,7 +27,7 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
-from verifier_client.studies.local_server import free_port
+from models.local_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"

@@ -42,13 +42,16 @@ def relabel(logits_fn: Any, data: ImageData) -> ImageData:
 def distill_entry(parent: str | Path, out: str | Path, train: ImageData, test: ImageData, *,
                   arch: str | None = None, epochs: int = 2, fraction: float = 1.0,
                   lr: float = 0.1, seed: int = 0, parameters: dict[str, Any] | None = None,
-                  show_progress: bool = True) -> ModelConfig:
+                  show_progress: bool = True, labels: torch.Tensor | None = None,
+                  labels_from: str = "parent-hard-labels") -> ModelConfig:
     """Write ``out``: a fresh ``arch`` student trained on ``parent``'s labels only.
 
-    Lineage ``distill`` records the student architecture, epochs, fraction, number of training
-    samples, lr, seed and ``labels: parent-hard-labels`` (plus ``parameters``); metrics add the
-    parent's accuracy and the student's label agreement with it on ``test``. The parent may be
-    ONNX-only: it is only queried.
+    ``labels`` (int64, one per image of ``train``) are labels the parent already answered, e.g.
+    through its server (``models.extraction``; ``labels_from`` says so); without them the parent
+    labels ``train`` in-process. Lineage ``distill`` records the student architecture, epochs,
+    fraction, number of training samples, lr, seed and ``labels`` (plus ``parameters``);
+    metrics add the parent's accuracy and the student's label agreement with it on ``test``.
+    The parent may be ONNX-only: it is only queried.
     """
     parent, out = Path(parent), Path(out)
     if epochs < 1 or not 0.0 < fraction <= 1.0 or not lr > 0:
@@ -57,11 +60,18 @@ def distill_entry(parent: str | Path, out: str | Path, train: ImageData, test: I
     parent_config, parent_ref = resolve_parent(parent, out)
     # the white-box copy when there is one (torch), else the ONNX graph the pirate serves
     teacher = load_predictor(parent, "torch" if (parent / WEIGHTS_FILE).is_file() else "onnx")
-    subset = train.subset(fraction, seed) if fraction < 1.0 else train
-    student_data = relabel(teacher.logits, subset)
+    if labels is not None:
+        if labels.shape != (len(train),) or fraction < 1.0:
+            raise UserError("given labels need one per training image and fraction 1")
+        subset = student_data = ImageData(train.info, train.split, train.images,
+                                          labels.to(torch.int64),
+                                          source=f"{train.source} labelled by {labels_from}")
+    else:
+        subset = train.subset(fraction, seed) if fraction < 1.0 else train
+        student_data = relabel(teacher.logits, subset)
     config = derive_config(parent_config, parent_ref, out.name, "distill", {
         "arch": arch or parent_config.arch, "epochs": epochs, "fraction": fraction,
-        "lr": lr, "labels": "parent-hard-labels", "train_samples": len(subset),
+        "lr": lr, "labels": labels_from, "train_samples": len(subset),
         "optimizer": "sgd-nesterov-0.9-wd5e-4-onecycle", "augment": "random-crop+hflip",
         **(parameters or {})}, seed=seed, preprocessing=None)
     config = config.model_copy(update={"arch": arch or parent_config.arch})

@@ -8,13 +8,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from models.adapt import adapt_entry
 from models.datasets import ImageData, dataset_info, load_dataset
 from models.entries import derive_config, finalize_entry, train_to_entry
 from models.errors import UserError
+from models.extraction import served_labels
+from models.local_server import LocalServer
 from models.modify import distill_entry, ftal_entry, prune_entry, quantize_entry
-from models.repository import load_model
+from models.repository import load_config, load_model
 from models.training import TrainSettings
+from models.zoo import queries
 from models.zoo.plan import (
     DATASET,
     EPOCHS,
@@ -76,16 +81,33 @@ def owner_private_split(train: ImageData) -> tuple[ImageData, ImageData]:
 
 
 def student_queries(entry: PlanEntry, data: ZooData) -> ImageData:
-    """The images a label-only extractor sends (``entry.params``: ``queries``, ``budget``)."""
+    """The images a label-only extractor sends (``entry.params``: ``queries``, ``budget``;
+    ``models.zoo.queries``)."""
     source, budget = entry.params["queries"], int(entry.params["budget"])
     assert entry.seed is not None
-    if source == "train":
-        return data.train if budget >= len(data.train) else \
-            data.train.subset(budget / len(data.train), entry.seed)
+    if source in ("train", "api"):
+        return queries.subset(data.train, budget, entry.seed)
     if source == "test":
-        rows = data.test.rows(*PIRATE_TEST_ROWS)
-        return rows if budget >= len(rows) else rows.subset(budget / len(rows), entry.seed)
-    raise UserError(f"{entry.name}: query source {source!r} is not built by this version")
+        return queries.subset(data.test.rows(*PIRATE_TEST_ROWS), budget, entry.seed)
+    if source == "augmented":
+        return queries.as_queries(data.train, queries.mixed_pairs(data.train, budget,
+                                                                  entry.seed),
+                                  f"mixup of {queries.AUGMENT_SEED_IMAGES} training images")
+    if source == "ood":
+        shape = list(data.train.info.input_shape)
+        return queries.as_queries(data.train, queries.natural_crops(budget, shape, entry.seed),
+                                  "crops of scikit-image's sample photographs")
+    raise UserError(f"{entry.name}: unknown query source {source!r}")
+
+
+def _api_labels(entry: PlanEntry, zoo: Path, images: ImageData) -> torch.Tensor:
+    """Labels the parent answers through its own server (``python -m server`` on 127.0.0.1,
+    seeded), as any customer of the pirate's API would get them."""
+    assert entry.parent is not None
+    num_classes = load_config(zoo / entry.parent).num_classes
+    with LocalServer(zoo, "--models", entry.parent, "--seed", str(entry.seed), threads=1,
+                     quiet=True) as server:
+        return served_labels(server.url, entry.parent, images.images, num_classes)
 
 
 def _copy(entry: PlanEntry, zoo: Path, data: ZooData) -> None:
@@ -122,13 +144,18 @@ def _adapt(entry: PlanEntry, zoo: Path, data: ZooData) -> None:
 
 
 def _distill(entry: PlanEntry, zoo: Path, data: ZooData) -> None:
-    """A label-only student of ``entry.params["budget"]`` queries from its query source."""
+    """A label-only student of ``entry.params["budget"]`` queries from its query source; with
+    ``api`` the labels come from the parent's server over HTTP."""
     assert entry.parent is not None and entry.seed is not None
-    queries = student_queries(entry, data) if "queries" in entry.params else data.train
+    sent = student_queries(entry, data) if "queries" in entry.params else data.train
     recipe = {k: entry.params[k] for k in ("queries", "budget") if k in entry.params}
-    distill_entry(zoo / entry.parent, zoo / entry.name, queries, data.test, arch=entry.arch,
+    labels, labels_from = None, "parent-hard-labels"
+    if entry.params.get("queries") == "api":
+        labels = _api_labels(entry, zoo, sent)
+        labels_from = f"served labels of {entry.parent} over OIP (its front included)"
+    distill_entry(zoo / entry.parent, zoo / entry.name, sent, data.test, arch=entry.arch,
                   epochs=int(entry.params.get("epochs", EPOCHS)), seed=entry.seed,
-                  parameters=recipe)
+                  parameters=recipe, labels=labels, labels_from=labels_from)
 
 
 STEPS: dict[str, Callable[[PlanEntry, Path, ZooData], None]] = {

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.local_server import LocalServer, free_port
 from verifier_client.oip_client import (
     BadResponseError,
     InputMismatchError,
@@ -27,7 +28,6 @@ from verifier_client.oip_client import (
     choose_input,
     parse_retry_after,
 )
-from verifier_client.studies.local_server import LocalServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST_RETRY = RetryPolicy(attempts=3, backoff_s=0.01, max_backoff_s=0.05)

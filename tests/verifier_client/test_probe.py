@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from models.atomic import write_json
+from models.local_server import LocalServer
 from models.repository import load_config
 from verifier_client.cli import main
 from verifier_client.probe import (
@@ -21,7 +22,6 @@ from verifier_client.probe import (
     probe,
     wilson_interval,
 )
-from verifier_client.studies.local_server import LocalServer
 
 
 @pytest.fixture(scope="module")

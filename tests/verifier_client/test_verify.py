@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from models.errors import UserError
+from models.local_server import LocalServer, free_port
 from verifier_client.calibration import (
     IndependentSource,
     calibrate,
@@ -28,7 +29,6 @@ from verifier_client.calibration import (
 from verifier_client.cli import main
 from verifier_client.fingerprint_set import load_sets
 from verifier_client.oip_client import RetryPolicy
-from verifier_client.studies.local_server import LocalServer, free_port
 from verifier_client.verification import VerifyOptions, verify
 
 from .test_calibration import make_set

@@ -20,10 +20,10 @@ from typing import Any
 from models.atomic import write_json
 from models.cli_support import print_rich
 from models.errors import UserError
+from models.local_server import LocalServer
 from models.repository import list_entries, load_config
 from verifier_client.calibration import load_calibration
 from verifier_client.fingerprint_set import load_sets
-from verifier_client.studies.local_server import LocalServer
 from verifier_client.verification import NO_VERDICT, VerifyOptions, verify
 
 #: Served in this order when present: the untouched copy, the paper's baseline pirates, the

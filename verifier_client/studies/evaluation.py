@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import UserError
+from models.local_server import LocalServer
 from models.provenance import code_version, utc_now
 from models.repository import Entry, list_entries
 from verifier_client.calibration import local_rates, remote_rates
 from verifier_client.fingerprint_set import load_sets
-from verifier_client.studies.local_server import LocalServer
 from verifier_client.studies.report_files import png_bytes, shade_independent_band, write_report
 
 ROWS = (("target", "target"), ("compression", "int8"), ("fine-tuning", "ftal"),

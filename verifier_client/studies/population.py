@@ -86,7 +86,7 @@ def measure(zoo: Path, names: Sequence[str], sets: Sequence[FingerprintSet], rep
     """Outcomes of every named entry of ``zoo`` on every set (see the module docstring)."""
     tick = on_model or (lambda name: None)
     if via_server:
-        from verifier_client.studies.local_server import LocalServer
+        from models.local_server import LocalServer
 
         with LocalServer(zoo, "--models", ",".join(names), threads=2) as server:
             return asyncio.run(_remote(server.url, names, sets, repeats, tick, votes))

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from models.local_server import LocalServer
 from models.repository import list_entries, load_config
 from models.runtime import load_predictor
 from verifier_client.calibration import load_calibration
 from verifier_client.fingerprint_set import FingerprintSet, load_sets
 from verifier_client.matching import matching_rates
-from verifier_client.studies.local_server import LocalServer
 from verifier_client.verification import verify
 
 ZOO = Path(__file__).resolve().parents[3] / "zoo"

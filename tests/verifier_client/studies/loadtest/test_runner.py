@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from models.local_server import LocalServer
 from verifier_client.cli import main
-from verifier_client.studies.local_server import LocalServer
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
-"""Run ``python -m server`` on 127.0.0.1 as a child process (demo, tests, benchmarks).
+"""Run ``python -m server`` on 127.0.0.1 as a child process (the zoo's extraction students,
+the verifier's demo and studies, tests, benchmarks).
 
-The verifier never imports the server package: it starts the server's command line, exactly as
-a user would, and talks HTTP to it.
+Neither ``models`` nor the verifier imports the server package: this starts the server's
+command line, exactly as a user would, and the caller talks HTTP to it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import httpx
 from models.errors import UserError
 
 #: The checkout holding the ``server`` package (put on the child's PYTHONPATH).
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 _PR_SET_PDEATHSIG = 1  # prctl option: the signal a child gets when its parent dies (Linux)
 

@@ -1,4 +1,4 @@
-"""verifier_client.studies.local_server: the child server never outlives the process that
+"""models.local_server: the child server never outlives the process that
 started it."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 ZOO = ROOT / "zoo"
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
@@ -19,7 +19,7 @@ def test_a_local_server_dies_with_the_process_that_started_it(tmp_path) -> None:
     import subprocess
     import time
 
-    code = ("import sys, time; from verifier_client.studies.local_server import LocalServer; "
+    code = ("import sys, time; from models.local_server import LocalServer; "
             "s = LocalServer(sys.argv[1], '--models', 'copy').start(); "
             "print(s.process.pid, flush=True); time.sleep(600)")
     parent = subprocess.Popen([sys.executable, "-c", code, str(ZOO)], stdout=subprocess.PIPE,
