@@ -314,16 +314,16 @@ async def remote_rates(url: str, model: str, sets: Sequence[FingerprintSet], rep
     """Mean matching rate of the remote ``model`` on each set over ``repeats`` repeats of
     ``votes`` queries each (``OIPClient.repeat``: failed queries are left out, never scored)."""
     from verifier_client.oip_client import OIPClient
-    from verifier_client.votes import vote_outcomes
+    from verifier_client.votes import set_outcomes
 
     async with OIPClient(url, **client_options) as client:
         await client.check_ready()
         meta = await client.model_metadata(model)
-        results = await client.repeat([client.prepare(meta, s.images) for s in sets],
+        results = await client.repeat([client.prepare(meta, s.queries) for s in sets],
                                       repeats * votes)
     rates = []
     for fset, result in zip(sets, results, strict=True):
-        outcomes = vote_outcomes(result.answers, fset.labels_array, votes)
+        outcomes = set_outcomes(fset, result.answers, votes)
         if not len(outcomes):
             raise UserError(f"{model} at {url}: every query for {fset.name} failed")
         rates.append(float(np.mean(outcomes)))

@@ -86,7 +86,8 @@ def method_row(fset: SetInfo, entry: dict[str, Any], outcomes: np.ndarray,
 
     Behind a front family every p-value is the largest over the calibration's fronts (the
     least favourable one decides); ``least_favourable`` names it."""
-    outcomes = np.asarray(outcomes, dtype=bool).reshape(-1, fset.n)
+    outcomes = np.asarray(outcomes, dtype=bool)
+    outcomes = outcomes.reshape(-1, outcomes.shape[-1] if outcomes.ndim else fset.n)
     rates = outcomes.mean(axis=1)
     calibration = [float(r) for r in entry["independent_rates"]]
     nulls = member_nulls(entry)
@@ -111,6 +112,8 @@ def method_row(fset: SetInfo, entry: dict[str, Any], outcomes: np.ndarray,
     by_front = {m.front: m.p_value(mean, parametric) for m in nulls}
     row: dict[str, Any] = {
         "method": fset.method, "n": fset.n, "repeats": int(rates.size),
+        "queries_per_repeat": int(getattr(fset, "query_count", fset.n)),
+        "outcomes_per_repeat": int(outcomes.shape[1]),
         "repeats_failed": len(failures), "repeats_planned": planned or int(rates.size),
         "independent_min": min(calibration), "independent_max": max(calibration),
         "independent_models": len(calibration),

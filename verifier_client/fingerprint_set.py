@@ -18,6 +18,7 @@ and validated on load; any corrupt, truncated or inconsistent file is a one-line
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import struct
@@ -113,7 +114,12 @@ class FingerprintSet:
             return "images are not on the 8-bit grid (every value must be k / 255)"
         if not isinstance(self.metadata, dict):
             return "metadata must be a JSON object"
-        return None
+        from verifier_client.representations import REPRESENTATIONS
+
+        name = self.metadata.get("representation", "labels")
+        if name not in REPRESENTATIONS:
+            return f"unknown representation {name!r}"
+        return REPRESENTATIONS.get(name).check(self)
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -234,6 +240,34 @@ class FingerprintSet:
     def labels_array(self) -> np.ndarray:
         """``labels`` as a NumPy int64 array (what remote answers are compared with)."""
         return self.labels.numpy()
+
+    # ------------------------------------------------------------------ what is sent, scored
+    @property
+    def representation(self) -> str:
+        """How answers become outcomes (``verifier_client.representations``)."""
+        return str(self.metadata.get("representation", "labels"))
+
+    @functools.cached_property
+    def queries(self) -> torch.Tensor:
+        """The images a verification sends, float32 ``[Q, C, H, W]`` on the 8-bit grid (the
+        samples themselves, or e.g. a Blind Walk's steps around them)."""
+        from verifier_client.representations import representation_of
+
+        return representation_of(self).queries(self)
+
+    @property
+    def query_count(self) -> int:
+        return int(self.queries.shape[0])
+
+    def score(self, labels: np.ndarray) -> np.ndarray:
+        """Bool outcomes ``[R, M]`` of answered labels ``[R, Q]`` (modal labels with votes)."""
+        from verifier_client.representations import representation_of
+
+        labels = np.asarray(labels)
+        if labels.ndim != 2 or labels.shape[1] != self.query_count:
+            raise UserError(f"{self.name}: {labels.shape[-1] if labels.ndim else 0} labels "
+                            f"answered for {self.query_count} queries")
+        return representation_of(self).outcomes(self, labels)
 
 
 def resolve_set_paths(items: Sequence[str | Path]) -> list[Path]:

@@ -20,7 +20,10 @@ from torch import Tensor
 
 from models.errors import UserError
 from verifier_client.fingerprint_set import FingerprintSet
-from verifier_client.votes import vote_outcomes
+from verifier_client.votes import set_outcomes
+
+#: Queries per model call (a Blind Walk set sends thousands).
+QUERY_BATCH = 2048
 
 
 class _Predicts(Protocol):
@@ -86,20 +89,18 @@ def match_outcomes(model: _Predicts | LogitsFn, fset: FingerprintSet,
             raise UserError(f"{name} must be an integer >= 1, got {value!r}")
     labels_of = _labels_fn(model)
     generator = torch.Generator().manual_seed(seed)
-    images, expected = fset.images, fset.labels
-    outcomes = []
-    for _ in range(repeats):
-        answers = []
-        for _ in range(votes):
-            batch = images if transform is None else transform(images, generator=generator)
-            with torch.inference_mode():
-                predicted = labels_of(batch).detach().cpu().to(torch.int64).flatten()
-            if predicted.shape != expected.shape:
-                raise UserError(f"the model returned {predicted.numel()} labels for "
-                                f"{len(fset)} fingerprints")
-            answers.append(predicted.numpy())
-        outcomes.append(torch.from_numpy(vote_outcomes(answers, expected.numpy(), votes)[0]))
-    return torch.stack(outcomes)
+    images = fset.queries
+    answers = []
+    for _ in range(repeats * votes):
+        batch = images if transform is None else transform(images, generator=generator)
+        with torch.inference_mode():
+            predicted = torch.cat([labels_of(part).detach().cpu().to(torch.int64).flatten()
+                                   for part in batch.split(QUERY_BATCH)])
+        if predicted.shape != (len(images),):
+            raise UserError(f"the model returned {predicted.numel()} labels for "
+                            f"{len(images)} queries")
+        answers.append(predicted.numpy())
+    return torch.from_numpy(set_outcomes(fset, answers, votes))
 
 
 def matching_rates(model: _Predicts | LogitsFn, fset: FingerprintSet,

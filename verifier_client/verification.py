@@ -54,7 +54,7 @@ from verifier_client.oip_client import (
 )
 from verifier_client.protocol import Protocol
 from verifier_client.verdict import DEFAULT_ALPHA, check_calibration_size, combined_models_needed
-from verifier_client.votes import vote_outcomes
+from verifier_client.votes import set_outcomes
 
 __all__ = [
     "NO_VERDICT",
@@ -102,7 +102,7 @@ class VerifyOptions:
                             f"{self.votes}")
         if not 0.0 < self.min_success <= 1.0:
             raise UserError(f"min_success must be in (0, 1]; got {self.min_success}")
-        one_round = sum(fset.n for fset in sets) * self.repeats * self.votes
+        one_round = sum(fset.query_count for fset in sets) * self.repeats * self.votes
         if self.budget is not None and self.budget < one_round:
             votes = f" x {self.votes} votes" if self.votes > 1 else ""
             raise UserError(f"a budget of {self.budget} queries cannot pay for one round "
@@ -166,11 +166,11 @@ class Tally:
     requested: int = 0
     pending: Repeats | None = None
 
-    def settle(self, expected: np.ndarray, votes: int = 1) -> None:
+    def settle(self, fset: FingerprintSet, votes: int = 1) -> None:
         """Move the round in progress (``pending``) into the tally (with ``votes`` K, every K
         answers are one repeat scoring the modal labels)."""
         if self.pending is not None:
-            self.outcomes.extend(vote_outcomes(self.pending.answers, expected, votes))
+            self.outcomes.extend(set_outcomes(fset, self.pending.answers, votes))
             self.failures.extend(self.pending.failures)
             self.pending = None
 
@@ -182,7 +182,7 @@ async def run_verification(client: OIPClient, model: str, sets: Sequence[Fingerp
     failure reasons. Non-transient errors cancel the run and propagate."""
     await client.check_ready()
     meta = await client.model_metadata(model)
-    prepared = [client.prepare(meta, fset.images) for fset in sets]
+    prepared = [client.prepare(meta, fset.queries) for fset in sets]
     return await client.repeat(prepared, repeats, on_repeat)
 
 
@@ -204,7 +204,7 @@ async def _query_rounds(client: OIPClient, model: str, sets: Sequence[Fingerprin
     into ``state`` (``tallies``, ``rounds``) as it happens, so an outage keeps what came in."""
     await client.check_ready()
     meta = await client.model_metadata(model)
-    prepared = [client.prepare(meta, fset.images) for fset in sets]
+    prepared = [client.prepare(meta, fset.queries) for fset in sets]
     tallies: list[Tally] = state["tallies"]
     todo, spent = list(range(len(sets))), 0
     while todo:
@@ -215,15 +215,15 @@ async def _query_rounds(client: OIPClient, model: str, sets: Sequence[Fingerprin
         await client.repeat([prepared[i] for i in todo], options.repeats * options.votes, tick,
                             into=results)
         for index in todo:
-            tallies[index].settle(sets[index].labels_array, options.votes)
-            spent += options.repeats * options.votes * sets[index].n
+            tallies[index].settle(sets[index], options.votes)
+            spent += options.repeats * options.votes * sets[index].query_count
         state["rounds"] += 1
         if options.budget is None or any(not t.outcomes for t in tallies):
             break
         rows, _ = _rows(sets, entries, tallies, options)
         todo = [i for i, row in enumerate(rows)
                 if row["verdict"] == "inconclusive" and not row["saturated"]]
-        if spent + sum(options.repeats * options.votes * sets[i].n for i in todo) > \
+        if spent + sum(options.repeats * options.votes * sets[i].query_count for i in todo) > \
                 options.budget:
             break
 
@@ -269,8 +269,8 @@ def verify(url: str, model: str, sets: Sequence[FingerprintSet], calibration: di
     missing = _missing_data(sets, tallies, options.min_success, stopped)
     if missing is not None:
         report.update(methods=[_accounting(s, t) for s, t in zip(sets, tallies, strict=True)],
-                      queries=sum(len(t.outcomes) * s.n for s, t in zip(sets, tallies,
-                                                                         strict=True))
+                      queries=sum(len(t.outcomes) * s.query_count
+                                  for s, t in zip(sets, tallies, strict=True))
                       * options.votes,
                       overall={"verdict": NO_VERDICT, "reason": missing, "alpha": options.alpha})
     else:
@@ -280,7 +280,8 @@ def verify(url: str, model: str, sets: Sequence[FingerprintSet], calibration: di
                                      randomized=any(_varies(t) for t in tallies))
         rows, overall = _rows(sets, entries, tallies, options)
         report.update(methods=rows, overall=overall,
-                      queries=sum(row["repeats"] * row["n"] for row in rows) * options.votes)
+                      queries=sum(row["repeats"] * row["queries_per_repeat"] for row in rows)
+                      * options.votes)
     report["queries_used"] = report["queries"]
     report["queries_per_second"] = report["queries"] / wall if wall > 0 else 0.0
     return report
@@ -300,7 +301,7 @@ def _run(url: str, model: str, sets: Sequence[FingerprintSet],
                 await _query_rounds(client, model, sets, entries, options, tick, state)
             except ServerUnreachableError as error:
                 for tally, fset in zip(state["tallies"], sets, strict=True):
-                    tally.settle(fset.labels_array, options.votes)
+                    tally.settle(fset, options.votes)
                 if not any(t.outcomes for t in state["tallies"]):
                     raise  # nothing came in: the run could not start
                 state["stopped"] = str(error)

@@ -9,21 +9,25 @@ in every query budget.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from models.voting import modal_labels
 
 
-def vote_outcomes(answers: Sequence[np.ndarray], expected: np.ndarray, votes: int = 1
-                  ) -> np.ndarray:
-    """Outcomes bool ``[repeats, N]`` from answers to the same N queries: with ``votes`` K,
-    each group of K consecutive answers is one repeat scoring every query's modal label (ties
-    go to the lowest label); an incomplete last group is dropped."""
-    expected = np.asarray(expected)
-    if votes == 1:
-        return np.stack([a == expected for a in answers]) if answers else \
-            np.zeros((0, expected.size), dtype=bool)
-    rows = [modal_labels(np.stack(answers[start:start + votes])) == expected
-            for start in range(0, len(answers) - votes + 1, votes)]
-    return np.stack(rows) if rows else np.zeros((0, expected.size), dtype=bool)
+def set_outcomes(fset: Any, answers: Sequence[np.ndarray], votes: int = 1) -> np.ndarray:
+    """Outcomes bool ``[repeats, M]`` of a fingerprint set from answers to its queries: with
+    ``votes`` K every K consecutive answers are one repeat, scored by their modal labels; the
+    set's representation turns labels into outcomes (``FingerprintSet.score``); an incomplete
+    last group is dropped."""
+    if not answers:
+        return np.zeros((0, 0), dtype=bool)
+    stacked = np.stack(answers)
+    groups = len(answers) // votes
+    if groups == 0:
+        return np.zeros((0, 0), dtype=bool)
+    stacked = stacked[:groups * votes]
+    modal = stacked if votes == 1 else np.stack(
+        [modal_labels(stacked[g * votes:(g + 1) * votes]) for g in range(groups)])
+    return fset.score(modal)

@@ -68,10 +68,10 @@ def test_served_labels_match_the_model_and_bad_answers_are_refused(pirate_zoo: P
     images = load_data(TINY_DATA).test.images[:50]
     with LocalServer(pirate_zoo, "--models", "target,csrp", "--seed", "0") as server:
         labels = served_labels(server.url, "target", images, num_classes=10, batch=16)
-        with pytest.raises(UserError, match="model 'nope' not found|HTTP 404"):
+        with pytest.raises(UserError, match=r"model 'nope' not found|HTTP 404"):
             served_labels(server.url, "nope", images, num_classes=10)
         # a client that believes in 3 classes refuses labels it cannot use
-        with pytest.raises(UserError, match="label outside 0..2"):
+        with pytest.raises(UserError, match=r"label outside 0\.\.2"):
             served_labels(server.url, "target", images, num_classes=3)
     expected = load_predictor(pirate_zoo / "target").predict(images.float() / 255)
     assert torch.equal(labels, expected.to(torch.int64))

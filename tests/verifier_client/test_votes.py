@@ -8,7 +8,7 @@ import torch
 from models.voting import modal_labels
 from verifier_client.fingerprint_set import FingerprintSet
 from verifier_client.matching import match_outcomes
-from verifier_client.votes import vote_outcomes
+from verifier_client.votes import set_outcomes
 
 
 def test_modal_labels_break_ties_low() -> None:
@@ -17,10 +17,11 @@ def test_modal_labels_break_ties_low() -> None:
 
 
 def test_vote_groups_and_an_incomplete_last_group() -> None:
+    fset = FingerprintSet(torch.zeros(2, 1, 4, 4), torch.tensor([1, 0]), {"method": "m"})
     answers = [np.array([1, 2]), np.array([1, 0]), np.array([0, 0]), np.array([9, 9])]
-    assert vote_outcomes(answers, np.array([1, 0]), 3).tolist() == [[True, True]]
-    assert vote_outcomes(answers, np.array([1, 0]), 1).shape == (4, 2)
-    assert vote_outcomes([], np.array([1, 0]), 2).shape == (0, 2)
+    assert set_outcomes(fset, answers, 3).tolist() == [[True, True]]
+    assert set_outcomes(fset, answers, 1).shape == (4, 2)
+    assert set_outcomes(fset, [], 2).shape[0] == 0
 
 
 def test_votes_steady_a_noisy_front() -> None:

@@ -19,7 +19,10 @@ from models.cli_support import (
 )
 from models.errors import UserError
 
-METHODS = ("cae", "ipguard", "rce", "rce-gm", "rce-lt", "vce")
+METHODS = ("akh", "cae", "di", "ipguard", "rce", "rce-gm", "rce-lt", "sac-m", "vce")
+#: AKH, SAC-m and DI draw from the owner's half of the test split; the other half is the
+#: pirate's (``models.zoo.plan.PIRATE_TEST_ROWS``).
+OWNER_SEED_SAMPLES = 5000
 EXAMPLES = [
     Example("python -m verifier_client generate --method vce --target zoo/target --n 5 "
             "--seed 3 --param steps=10 --out build/examples/vce-5.safetensors", cheap=True),
@@ -31,6 +34,12 @@ EXAMPLES = [
     Example("python -m verifier_client generate --method vce --target zoo/target --n 100 "
             "--seed 13 --eot 'csrp(sigma=1.1..1.35, p=1..8)' --eot-draws 20 "
             "--out build/examples/vce-eot.safetensors", note="robust to a randomized front"),
+    Example("python -m verifier_client generate --method akh --target zoo/target --n 100 "
+            "--seed 7 --out build/examples/akh.safetensors", cheap=True,
+            note="the target's mistakes on the owner's test images"),
+    Example("python -m verifier_client generate --method di --target zoo/target --n 100 "
+            "--seed 9 --out build/examples/di.safetensors", cheap=True,
+            note="50 private training points, 50 public ones, and a Blind Walk"),
     Example("python -m verifier_client generate --list-methods", cheap=True),
 ]
 
@@ -50,7 +59,8 @@ def param_value(text: str) -> tuple[str, Any]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = add_command(subparsers, "generate", "generate a fingerprint set for a target model",
                     "Generate N fingerprint samples that the target labels as recorded, after "
-                    "8-bit quantisation (methods: cae, ipguard, rce, rce-gm, rce-lt, vce; "
+                    "8-bit quantisation (methods: akh, cae, di, ipguard, rce, rce-gm, rce-lt, "
+                    "sac-m, vce; "
                     "--list-methods prints each one's parameters and defaults).", EXAMPLES)
     p.add_argument("--list-methods", action="store_true",
                    help="print every registered method with its parameters and exit")
@@ -71,7 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed-split", choices=("test", "train"), default="test",
                    help="split the clean seeds of IPGuard/CAE come from (default test)")
     p.add_argument("--seed-samples", type=positive_int, default=None, metavar="K",
-                   help="use only the first K images of the split as seeds")
+                   help="use only the first K images of the split as seeds (akh, sac-m, di: "
+                        f"{OWNER_SEED_SAMPLES}, the owner's half of the test split)")
     alias(p, "--seed-count", dest="seed_samples", type=positive_int)
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="folder holding the dataset")
@@ -146,12 +157,19 @@ def run(args: argparse.Namespace) -> int:
     elif cls.uses_pools:
         raise UserError(f"{args.method} needs model pools: --pools FILE or --surrogates ... "
                         "--references ... (build them with `python -m verifier_client pools`)")
-    seeds = None
+    seeds, extra = None, {}
     if cls.uses_seeds:
         data = load_dataset(config.dataset, args.seed_split, args.data_root)
-        if args.seed_samples:
-            data = data.take(args.seed_samples)
+        owner_half = args.method in ("akh", "sac-m", "di")
+        count = args.seed_samples or (OWNER_SEED_SAMPLES if owner_half else None)
+        if count:
+            data = data.take(count)
         seeds = SeedPool.from_any(data)
+    if args.method == "di":
+        from models.zoo.steps import owner_private_split
+
+        private = owner_private_split(load_dataset(config.dataset, "train", args.data_root))[0]
+        extra["private"] = SeedPool.from_any(private)
     if args.out.is_dir():
         raise UserError(f"--out {args.out} is a folder; give a file name")
 
@@ -172,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         fset = method.generate(model, args.n, generator=torch.Generator().manual_seed(args.seed),
                                seeds=seeds, pools=pools, progress=progress,
                                target=target_metadata(args.target, config),
-                               input_shape=config.input_shape)
+                               input_shape=config.input_shape, **extra)
     seconds = time.perf_counter() - started
     fset.save(args.out)
     meta = fset.metadata

@@ -5,7 +5,9 @@
 input_shape=None) -> FingerprintSet``.
 
 Registered: ``ipguard`` (Cao et al. 2021), ``cae`` (Lukas et al. 2021), ``vce``, ``rce``,
-``rce-gm``, ``rce-lt`` (Wang et al. 2021). Importing this package registers all of them.
+``rce-gm``, ``rce-lt`` (Wang et al. 2021), and the label-only methods built for extraction:
+``akh`` (Godinot et al. 2025), ``sac-m`` (Guan et al. 2022) and ``di`` (Maini et al. 2021).
+Importing this package registers all of them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,17 @@ import inspect
 from typing import Any
 
 from models.errors import UserError
-from verifier_client.fingerprints import cae, ipguard, rce, rce_gm, rce_lt, vce  # noqa: F401
+from verifier_client.fingerprints import (  # noqa: F401
+    akh,
+    cae,
+    di,
+    ipguard,
+    rce,
+    rce_gm,
+    rce_lt,
+    sac_m,
+    vce,
+)
 from verifier_client.fingerprints.base import (
     METHODS,
     Candidates,

@@ -235,12 +235,22 @@ class Run:
             self.progress(ProgressEvent(self.method, self.accepted, self.n, self.tried,
                                         self.round, step, steps))
 
-    def next_seeds(self, count: int) -> tuple[Tensor, Tensor | None, Tensor]:
+    def next_seeds(self, count: int, reuse: bool = True) -> tuple[Tensor, Tensor | None, Tensor]:
         """The next ``count`` seeds of a seeded random order over the pool (reshuffled when
-        exhausted): images and labels on the device, and their pool indices (CPU int64)."""
+        exhausted): images and labels on the device, and their pool indices (CPU int64).
+        With ``reuse=False`` every seed is handed out once: fewer come back at the end of the
+        pool, and ``GenerationError`` once it is spent."""
         assert self.seeds is not None
         size = len(self.seeds)
         chosen: list[Tensor] = []
+        if not reuse:
+            if self._order is None:
+                self._order, self._cursor = torch.randperm(size, generator=self.generator), 0
+            if self._cursor >= size:
+                raise GenerationError(f"{self.method}: the {size} seeds are spent "
+                                      f"({self.accepted} of {self.n} samples accepted); give "
+                                      "a larger pool")
+            count = min(count, size - self._cursor)
         while count > 0:
             if self._order is None or self._cursor >= size:
                 self._order, self._cursor = torch.randperm(size, generator=self.generator), 0
@@ -309,6 +319,8 @@ class FingerprintMethod(ABC):
     """
 
     name: ClassVar[str] = ""
+    #: how answers become outcomes (``verifier_client.representations``)
+    representation: ClassVar[str] = "labels"
     uses_seeds: ClassVar[bool] = False
     uses_pools: ClassVar[bool] = False
     expected_acceptance: ClassVar[float] = 0.5
@@ -396,6 +408,7 @@ class FingerprintMethod(ABC):
         accepted = self._collect(run)
         metadata = {
             "method": self.name,
+            "representation": self.representation,
             "parameters": self.parameters(),
             "eot": None if self.family is None else {
                 **self.family.describe(), "draws": self.eot_draws, "accept": self.eot_accept,

@@ -60,22 +60,21 @@ def local_outcomes(entry: Entry, sets: Sequence[FingerprintSet], repeats: int,
 async def _remote(url: str, names: Sequence[str], sets: Sequence[FingerprintSet],
                   repeats: int, on_model: Callable[[str], None], votes: int = 1) -> Outcomes:
     from verifier_client.oip_client import OIPClient
-    from verifier_client.votes import vote_outcomes
+    from verifier_client.votes import set_outcomes
 
     found: Outcomes = {}
     async with OIPClient(url, concurrency=8) as client:
         await client.check_ready()
         for name in names:
             meta = await client.model_metadata(name)
-            results = await client.repeat([client.prepare(meta, s.images) for s in sets],
+            results = await client.repeat([client.prepare(meta, s.queries) for s in sets],
                                           repeats * votes)
             found[name] = {}
             for fset, result in zip(sets, results, strict=True):
                 if result.failures:
                     raise UserError(f"{name}: {len(result.failures)} of {repeats} queries for "
                                     f"{fset.name} failed ({result.failures[-1]})")
-                found[name][fset.method] = vote_outcomes(result.answers, fset.labels_array,
-                                                         votes)
+                found[name][fset.method] = set_outcomes(fset, result.answers, votes)
             on_model(name)
     return found
 
