@@ -38,7 +38,7 @@ demo: $(STAMP)
 	$(PY) -m verifier_client demo --repository zoo
 
 # The default zoo. Every step is skipped when its output exists, so `make zoo` resumes.
-METHODS := ipguard cae vce rce rce-gm rce-lt
+METHODS := ipguard cae vce rce rce-gm rce-lt akh sac-m
 POOLS := build/pools
 # One seed per set: with one seed for all, VCE and the RCE family would start from the same noise
 # and labels, and IPGuard and CAE from the same clean images, so their tests would correlate.
@@ -48,7 +48,11 @@ SEED_vce := 3
 SEED_rce := 4
 SEED_rce-gm := 5
 SEED_rce-lt := 6
-zoo: setup zoo-models $(METHODS:%=zoo/fingerprints/%.safetensors) calibrations
+SEED_akh := 7
+SEED_sac-m := 8
+SEED_di := 9
+zoo: setup zoo-models $(METHODS:%=zoo/fingerprints/%.safetensors) zoo/fingerprints-di/di.safetensors \
+  calibrations
 
 zoo-models:
 	$(PY) -m models zoo --out zoo --jobs 2
@@ -68,10 +72,14 @@ EOT_REPEATS := 10
 SERVE_BEHIND := none;csrp(sigma=1.23, p=6);csrp(sigma=1.16, p=3);csrp(sigma=1.3, p=8)
 
 .PHONY: calibrations validation
-calibrations: $(ZOO)/calibration.json $(ZOO)/calibration-eot.json
+calibrations: $(ZOO)/calibration.json $(ZOO)/calibration-eot.json $(ZOO)/calibration-di.json
 
 $(ZOO)/calibration.json:
 	$(PY) -m verifier_client calibrate --fingerprints $(ZOO)/fingerprints --repository $(ZOO) \
+	  --out $@
+
+$(ZOO)/calibration-di.json:
+	$(PY) -m verifier_client calibrate --fingerprints $(ZOO)/fingerprints-di --repository $(ZOO) \
 	  --out $@
 
 $(ZOO)/calibration-eot.json:
@@ -96,6 +104,12 @@ zoo/fingerprints/cae.safetensors: $(POOLS)/surrogates/pools.json
 
 zoo/fingerprints/%.safetensors: zoo/target/config.json
 	$(PY) -m verifier_client generate --method $* --target zoo/target --n 100 --seed $(SEED_$*) \
+	  --out $@
+
+# Dataset Inference sends 12,900 queries per repeat: a suite of its own, so that verifying with
+# the plain sets stays cheap.
+zoo/fingerprints-di/di.safetensors: zoo/target/config.json
+	$(PY) -m verifier_client generate --method di --target zoo/target --n 100 --seed $(SEED_di) \
 	  --out $@
 
 
