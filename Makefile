@@ -127,3 +127,52 @@ edge-image: wheelhouse
 
 clean-venv:
 	rm -rf $(VENV)
+
+# ---- Seed spread: two more independently seeded plain sets for IPGuard, CAE and VCE ----------
+# (suites fingerprints-seed2/3 with calibrations of their own), so that no claim about a method
+# rests on one set.
+SPREAD_METHODS := ipguard cae vce
+SEED2_ipguard := 21
+SEED2_cae := 22
+SEED2_vce := 23
+SEED3_ipguard := 31
+SEED3_cae := 32
+SEED3_vce := 33
+.PHONY: spread
+spread: $(foreach k,2 3,$(SPREAD_METHODS:%=$(ZOO)/fingerprints-seed$(k)/%.safetensors) \
+  $(ZOO)/calibration-seed$(k).json)
+
+$(ZOO)/fingerprints-seed%/cae.safetensors: $(POOLS)/surrogates/pools.json
+	$(PY) -m verifier_client generate --method cae --target $(ZOO)/target --n 100 \
+	  --seed $(SEED$*_cae) --pools $(POOLS)/surrogates/pools.json --param eps=0.05 \
+	  --param tau=0.5 --param steps=100 --param max_batch=128 --quiet --out $@
+
+$(ZOO)/fingerprints-seed%/ipguard.safetensors:
+	$(PY) -m verifier_client generate --method ipguard --target $(ZOO)/target --n 100 \
+	  --seed $(SEED$*_ipguard) --quiet --out $@
+
+$(ZOO)/fingerprints-seed%/vce.safetensors:
+	$(PY) -m verifier_client generate --method vce --target $(ZOO)/target --n 100 \
+	  --seed $(SEED$*_vce) --quiet --out $@
+
+$(ZOO)/calibration-seed%.json: $(SPREAD_METHODS:%=$(ZOO)/fingerprints-seed\%/%.safetensors)
+	$(PY) -m verifier_client calibrate --fingerprints $(ZOO)/fingerprints-seed$* \
+	  --repository $(ZOO) --out $@
+
+# ---- ROC over the grown population, per suite ------------------------------------------------
+.PHONY: rocs
+rocs: $(RESULTS)/roc/roc.json $(RESULTS)/roc-di/roc.json $(RESULTS)/roc-eot-votes/roc.json \
+  $(RESULTS)/roc-seed2/roc.json $(RESULTS)/roc-seed3/roc.json
+$(RESULTS)/roc/roc.json:
+	$(PY) -m verifier_client roc --repository $(ZOO) --quiet --out $(RESULTS)/roc
+$(RESULTS)/roc-di/roc.json:
+	$(PY) -m verifier_client roc --repository $(ZOO) --fingerprints $(ZOO)/fingerprints-di \
+	  --repeats 10 --repeat-budgets 1,10 --quiet --out $(RESULTS)/roc-di
+$(RESULTS)/roc-eot-votes/roc.json:
+	$(PY) -m verifier_client roc --repository $(ZOO) --fingerprints $(ZOO)/fingerprints-eot \
+	  --votes $(EOT_VOTES) --repeats $(EOT_REPEATS) --repeat-budgets 1,5,10 --quiet \
+	  --out $(RESULTS)/roc-eot-votes
+$(RESULTS)/roc-seed%/roc.json: $(ZOO)/calibration-seed%.json
+	$(PY) -m verifier_client roc --repository $(ZOO) --fingerprints $(ZOO)/fingerprints-seed$* \
+	  --quiet --out $(RESULTS)/roc-seed$*
+
