@@ -24,9 +24,10 @@ label of K answers), so every representation works behind a randomized front too
   ``steps + 1`` if no step flips it). For every private ``i`` and public ``j`` two outcomes,
   ``d_i > d_j`` and ``d_i >= d_j``: the rate is the Mann-Whitney estimate (ties half) of
   P(a private point lies farther from the suspect's boundary than a public one), 0.5 for a
-  model that never saw the private points. DI's own test (a one-sided Welch t-test on the distances, no calibration) is
-  :func:`walk_distances` plus ``scipy.stats.ttest_ind``; its known failure is that innocents
-  trained on the same data pass it too (Szyller et al., TMLR 2023).
+  model that never saw the private points. DI's own test (a one-sided Welch t-test on the
+  distances, no calibration) is :func:`walk_distances` plus ``scipy.stats.ttest_ind``; its
+  known failure is that innocents trained on the same data pass it too (Szyller et al., TMLR
+  2023).
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ and implements two methods:
   same draw on every device);
 * ``apply_params(images, params) -> Tensor``: apply them deterministically.
 
-The base class owns everything else: ``forward(images, generator=None)`` (check the input,
-draw, apply), ``spec()`` (the config.json preprocessing spec that rebuilds the transform),
-``extra_repr``, and the input checks. ``check_fits(input_shape)`` says whether the transform can
-work on ``[C, H, W]`` images (default: any); a transform with a size limit overrides it.
+The base class owns everything else: ``forward(images, generator=None, params=None)`` (check
+the input, draw unless ``params`` are given, apply), ``spec()`` (the config.json preprocessing
+spec that rebuilds the transform), ``extra_repr``, and the input checks.
+``check_fits(input_shape)`` says whether the transform can work on ``[C, H, W]`` images
+(default: any); a transform with a size limit overrides it.
 ``set_kernel(name)`` lets callers ask for a cheaper kernel where a transform has several (CSRP);
 the default ignores it. Any run replays exactly from its saved params or its seed.
 
@@ -22,7 +23,7 @@ in it.
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -105,12 +106,12 @@ def check_batch_shape(batch_shape: Sequence[int]) -> tuple[int, int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-class RandomTransform(nn.Module):
+class RandomTransform(nn.Module, metaclass=ABCMeta):
     """Base of every registered transform: options, forward, spec and checks live here.
 
     Subclasses set ``name`` (through ``@register_transform``) and ``options``, store each option
     as an attribute of the same name in ``__init__``, and implement ``generate_params`` and
-    ``apply_params``.
+    ``apply_params`` (enforced: a subclass without them cannot be instantiated).
     """
 
     name: ClassVar[str] = ""
@@ -125,11 +126,17 @@ class RandomTransform(nn.Module):
     def apply_params(self, images: Tensor, params: dict[str, Tensor]) -> Tensor:
         """The transform with the given ``params`` (deterministic)."""
 
-    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Draw fresh per-sample parameters from ``generator`` and apply them."""
+    def forward(self, images: Tensor, generator: torch.Generator | None = None,
+                params: dict[str, Tensor] | None = None) -> Tensor:
+        """Apply ``params`` when given (a replay, kornia's convention), else draw fresh
+        per-sample parameters from ``generator`` and apply them."""
         images = check_images(images)
-        check_generator(generator)
-        return self.apply_params(images, self.generate_params(images.shape, generator))
+        if params is None:
+            check_generator(generator)
+            params = self.generate_params(images.shape, generator)
+        elif generator is not None:
+            raise ValueError("give params (a replay) or a generator (a fresh draw), not both")
+        return self.apply_params(images, params)
 
     def check_fits(self, input_shape: Sequence[int]) -> None:
         """``ValueError`` when images of ``[C, H, W]`` cannot go through this transform."""

@@ -53,3 +53,25 @@ def test_a_range_that_cannot_take_the_image_is_refused() -> None:
     family = parse_family("csrp(sigma=1.1..1.2, p=1..40)")
     with pytest.raises(ValueError, match="makes the image vanish"):
         family.check([1, 28, 28])
+
+
+def test_forward_replays_given_params_and_refuses_params_with_a_generator():
+    from models.transforms import CSRP
+
+    transform = CSRP(1.23, 6)
+    images = torch.rand(4, 1, 28, 28)
+    params = transform.generate_params(images.shape, torch.Generator().manual_seed(1))
+    drawn = transform(images, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(transform(images, params=params), drawn)
+    with pytest.raises(ValueError, match="not both"):
+        transform(images, generator=torch.Generator(), params=params)
+
+
+def test_a_transform_without_its_methods_cannot_be_built():
+    from models.transforms import RandomTransform
+
+    class Empty(RandomTransform):
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        Empty()

@@ -362,3 +362,15 @@ def test_eot_bad_input_is_one_line_and_writes_nothing(tiny_repo, tmp_path, capsy
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
     assert not out.exists()
+
+
+def test_generation_gives_the_model_back_in_its_training_mode(tiny_repo: Path) -> None:
+    model, _ = load_model(tiny_repo / "target")
+    model.train()
+    create_method("vce", steps=2).generate(model, 2, generator=torch.Generator().manual_seed(0),
+                                           input_shape=[1, 28, 28])
+    assert all(module.training for module in model.modules())
+    model.eval()
+    create_method("vce", steps=2).generate(model, 2, generator=torch.Generator().manual_seed(0),
+                                           input_shape=[1, 28, 28])
+    assert not any(module.training for module in model.modules())

@@ -27,7 +27,8 @@ import inspect
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -177,6 +178,20 @@ def uniform(shape: Sequence[int], generator: torch.Generator, device: torch.devi
 
 def randint(high: int, count: int, generator: torch.Generator, device: torch.device) -> Tensor:
     return torch.randint(0, high, (count,), generator=generator).to(device)
+
+
+@contextmanager
+def restored_modes(*models: nn.Module) -> Iterator[None]:
+    """Give every module back in the training mode it came in (generation puts models in eval
+    mode; a caller fine-tuning the target between sets must not find it changed, as
+    torchattacks restores it)."""
+    modes = [[(m, m.training) for m in model.modules()] for model in models]
+    try:
+        yield
+    finally:
+        for pairs in modes:
+            for module, training in pairs:
+                module.train(training)
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -404,8 +419,10 @@ class FingerprintMethod(ABC):
             8-bit grid, with a logit margin of at least ``margin``.
         """
         started = time.perf_counter()
-        run = self._start_run(model, n, generator, seeds, pools, progress, target, input_shape)
-        accepted = self._collect(run)
+        with restored_modes(model, *([*pools.surrogates, *pools.references] if pools else [])):
+            run = self._start_run(model, n, generator, seeds, pools, progress, target,
+                                  input_shape)
+            accepted = self._collect(run)
         metadata = {
             "method": self.name,
             "representation": self.representation,

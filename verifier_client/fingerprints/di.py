@@ -24,6 +24,7 @@ from verifier_client.fingerprints.base import (
     Run,
     SeedPool,
     register_method,
+    restored_modes,
 )
 
 
@@ -106,8 +107,8 @@ class DatasetInference(FingerprintMethod):
         labels = torch.cat([private_pool.labels[chosen_private],
                             public_pool.labels[chosen_public]])
         walk_seed = int(torch.randint(0, 2**31 - 1, (), generator=generator))
-        model.eval()
-        with torch.no_grad():
+        with restored_modes(model), torch.no_grad():
+            model.eval()
             shape = list(images.shape[1:])
             target_correct = int((model(images).argmax(1).cpu() == labels).sum())
         metadata = {
