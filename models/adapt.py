@@ -5,10 +5,11 @@ ablation) and ``f^g`` is the stolen model fine-tuned (all layers) on ``g``-augme
 a seeded ``fraction`` of the training set, for a few epochs. With ``epochs = 0`` it is the
 data-free pirate: the same weights, served behind ``g``.
 
-* ``checked_spec(spec, input_shape)``: a config.json preprocessing spec normalised by its
-  registered transform (``UserError`` naming the option and its range);
-* ``batch_transform(spec)``: the spec as the ``(images, generator) -> images`` callable that
-  ``models.training.fit`` and ``accuracy`` take (fresh per-sample draws from the generator);
+* ``as_transform(spec_or_module, input_shape)``: the transform, built once from a config.json
+  spec (``UserError`` naming the option and its range) and checked against the input; a built
+  module passes through, so a command line that parsed ``--transform`` once never parses again;
+* ``batch_transform(module)``: the transform as the ``(images, generator) -> images`` callable
+  that ``models.training.fit`` and ``accuracy`` take (fresh per-sample draws);
 * ``accuracy_under(...)``: top-1/top-5 over ``repeats`` independent draws, draw ``r`` seeded with
   ``seed + r`` so that two models evaluated with the same seed see the very same draws;
 * ``adapt_model`` / ``adapt_entry``: the fine-tuning loop (``models.modify.finetune``, i.e.
@@ -66,10 +67,9 @@ __all__ = [
     "adapt_entry",
     "adapt_model",
     "adapt_modification",
+    "as_transform",
     "batch_transform",
     "check_adapt",
-    "check_spec_fits",
-    "checked_spec",
     "data_free_modification",
 ]
 
@@ -93,23 +93,19 @@ def data_free_modification(spec: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def checked_spec(spec: dict[str, Any] | None,
-                 input_shape: Sequence[int] | None = None) -> dict[str, Any] | None:
-    """``spec`` normalised by its transform (defaults filled in); ``UserError`` when the spec is
-    malformed or, given ``input_shape`` ``[C, H, W]``, the transform cannot work on it."""
+def as_transform(transform: dict[str, Any] | RandomTransform | None,
+                 input_shape: Sequence[int] | None = None) -> RandomTransform | None:
+    """The transform a spec names, built once (a built one passes through); ``UserError`` when
+    the spec is malformed or, given ``input_shape`` ``[C, H, W]``, the transform cannot work on
+    it (e.g. a CSRP padding that makes the image vanish)."""
     try:
-        transform = build_transform(spec)
-        if transform is not None and input_shape is not None:
-            transform.check_fits(input_shape)
+        module = transform if isinstance(transform, RandomTransform) else \
+            build_transform(transform)
+        if module is not None and input_shape is not None:
+            module.check_fits(input_shape)
     except ValueError as error:
         raise UserError(str(error)) from None
-    return None if transform is None else transform.spec()
-
-
-def check_spec_fits(spec: dict[str, Any] | None, input_shape: Sequence[int]) -> None:
-    """``UserError`` when the spec's transform cannot work on ``[C, H, W]`` images (e.g. a CSRP
-    padding that makes the image vanish)."""
-    checked_spec(spec, input_shape)
+    return module
 
 
 def batch_transform(spec: dict[str, Any] | nn.Module | None,
@@ -228,7 +224,8 @@ def check_adapt(epochs: int, fraction: float, lr: float, batch_size: int = DEFAU
         raise UserError(f"--repeats must be >= 1, got {repeats}")
 
 
-def adapt_model(model: nn.Module, train: ImageData, spec: dict[str, Any], epochs: int,
+def adapt_model(model: nn.Module, train: ImageData,
+                spec: dict[str, Any] | RandomTransform, epochs: int,
                 lr: float = DEFAULT_LR, seed: int = 0, batch_size: int = DEFAULT_BATCH_SIZE,
                 backend: str = "eager", description: str = "adapt",
                 show_progress: bool = True) -> nn.Module:
@@ -252,7 +249,7 @@ def _augment_label(spec: dict[str, Any]) -> str:
     return f"random-crop+hflip, then {spec['name']} (fresh per-sample draws every batch)"
 
 
-def adapt_entry(parent: str | Path, out: str | Path, spec: dict[str, Any],
+def adapt_entry(parent: str | Path, out: str | Path, transform: dict[str, Any] | RandomTransform,
                 train: ImageData | None, test: ImageData, epochs: int = 2,
                 fraction: float = 0.05, lr: float = DEFAULT_LR, seed: int = 0,
                 batch_size: int = DEFAULT_BATCH_SIZE, repeats: int = DEFAULT_REPEATS,
@@ -273,26 +270,27 @@ def adapt_entry(parent: str | Path, out: str | Path, spec: dict[str, Any],
     parent, out = Path(parent), Path(out)
     check_adapt(epochs, fraction, lr, batch_size, repeats)
     parent_config, parent_ref = resolve_parent(parent, out)
-    spec = checked_spec(spec, parent_config.input_shape)
-    if spec is None:
+    module = as_transform(transform, parent_config.input_shape)
+    if module is None:
         raise UserError("adaptation needs a transform (e.g. csrp or rdg)")
+    spec = module.spec()
     if epochs == 0:
-        return _data_free_entry(parent, out, parent_config, parent_ref, spec, test, seed,
+        return _data_free_entry(parent, out, parent_config, parent_ref, module, test, seed,
                                 repeats, backend)
     if train is None:
         raise UserError("adapting with --epochs >= 1 needs the training split")
     model, _ = load_model(parent)
     started = time.perf_counter()
     parent_clean = evaluate(model, test)
-    parent_under = accuracy_under(model, test, spec, repeats, seed, backend=backend)
+    parent_under = accuracy_under(model, test, module, repeats, seed, backend=backend)
     subset = train.subset(fraction, seed)
     initial = {name: p.detach().clone() for name, p in model.named_parameters()}
     train_started = time.perf_counter()
-    adapt_model(model, subset, spec, epochs, lr=lr, seed=seed, batch_size=batch_size,
+    adapt_model(model, subset, module, epochs, lr=lr, seed=seed, batch_size=batch_size,
                 backend=backend, description=f"adapt {out.name}", show_progress=show_progress)
     train_seconds = time.perf_counter() - train_started
     child_clean = evaluate(model, test)
-    child_under = accuracy_under(model, test, spec, repeats, seed, backend=backend)
+    child_under = accuracy_under(model, test, module, repeats, seed, backend=backend)
     parameters = {"transform": spec["name"], **_spec_parameters(spec), "epochs": epochs,
                   "fraction": fraction, "train_samples": len(subset), "lr": lr,
                   "batch_size": batch_size, "layers": "all",
@@ -316,12 +314,13 @@ def _spec_parameters(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _data_free_entry(parent: Path, out: Path, parent_config: ModelConfig, parent_ref: str,
-                     spec: dict[str, Any], test: ImageData, seed: int, repeats: int,
+                     module: RandomTransform, test: ImageData, seed: int, repeats: int,
                      backend: str) -> ModelConfig:
     started = time.perf_counter()
+    spec = module.spec()
     predictor = load_predictor(parent)
     clean = evaluate(predictor.logits, test)
-    under = accuracy_under(predictor.logits, test, spec, repeats, seed, backend=backend)
+    under = accuracy_under(predictor.logits, test, module, repeats, seed, backend=backend)
     parameters = {"transform": spec["name"], **_spec_parameters(spec), "epochs": 0,
                   "fraction": 0.0, "train_samples": 0, "eval_repeats": repeats}
     if parent_config.preprocessing is not None:

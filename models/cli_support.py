@@ -287,13 +287,34 @@ def given_transform_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def transform_spec(name: str | None, **options: Any) -> dict[str, Any] | None:
-    """The checked preprocessing spec for ``--transform name`` and option flags; ``None`` for
-    ``"none"`` / ``None``. ``name`` may carry options inline: ``"csrp(sigma=1.23, p=6)"``.
+    """The checked preprocessing spec of :func:`cli_transform` (``None`` for none)."""
+    transform = cli_transform(name, **options)
+    return None if transform is None else transform.spec()
+
+
+def transform_from_args(args: argparse.Namespace,
+                        input_shape: Sequence[int] | None = None) -> Any:
+    """The transform of the parsed ``--transform`` and option flags, built once and, given
+    ``input_shape`` ``[C, H, W]``, checked to fit it (``None`` for none)."""
+    transform = cli_transform(args.transform, **given_transform_options(args))
+    if transform is not None and input_shape is not None:
+        try:
+            transform.check_fits(input_shape)
+        except ValueError as error:
+            raise UserError(f"bad transform: {error}") from None
+    return transform
+
+
+def cli_transform(name: str | None, **options: Any) -> Any:
+    """The transform for ``--transform name`` and option flags, the one place a command line's
+    transform is parsed and built; ``None`` for ``"none"`` / ``None``. ``name`` may carry
+    options inline: ``"csrp(sigma=1.23, p=6)"``. Options are declared once, by the transform's
+    class (``Option``); parsing, defaults, flags and messages all come from there.
 
     Raises:
         UserError: unknown name, missing or foreign option, value out of range.
     """
-    from models.transforms import list_transforms, parse_spec_text, transform_class
+    from models.transforms import parse_spec_text
 
     given = {k: v for k, v in options.items() if v is not None}
     if name is not None and "(" in name:
@@ -310,10 +331,9 @@ def transform_spec(name: str | None, **options: Any) -> dict[str, Any] | None:
         if given:
             raise UserError(_foreign_options(given, None))
         return None
-    if name not in list_transforms():
-        raise UserError(f"unknown transform {name!r}; choose one of "
-                        f"{', '.join(list_transforms())} (or none)")
-    cls = transform_class(name)
+    from models.transforms import TRANSFORMS
+
+    cls = TRANSFORMS.lookup(name)
     own = {o.name: o for o in cls.options}
     if any(k not in own for k in given):
         raise UserError(_foreign_options({k: v for k, v in given.items() if k not in own}, name))
@@ -321,10 +341,10 @@ def transform_spec(name: str | None, **options: Any) -> dict[str, Any] | None:
     if missing:
         raise UserError(f"--transform {name} needs {' and '.join(o.flag for o in missing)} ("
                         + "; ".join(f"{o.flag}: {o.help}" for o in missing) + ")")
-    spec = {"name": name, **{o.name: o.default for o in cls.options if not o.required},
-            **{k: own[k].coerce(v) for k, v in given.items()}}
+    kwargs = {**{o.name: o.default for o in cls.options if not o.required},
+              **{k: own[k].coerce(v) for k, v in given.items()}}
     try:
-        return cls(**{k: v for k, v in spec.items() if k != "name"}).spec()
+        return cls(**kwargs)
     except ValueError as error:
         raise UserError(f"bad transform: {error}") from None
 
@@ -342,6 +362,3 @@ def _foreign_options(given: dict[str, Any], name: str | None) -> str:
     return f"--{key.replace('_', '-')} is not an option of any transform"
 
 
-def spec_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
-    """:func:`transform_spec` of the parsed ``--transform`` and option flags."""
-    return transform_spec(args.transform, **given_transform_options(args))

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from models.errors import UserError
 from models.provenance import code_version, utc_now
 
+#: Every served entry has this one version (the repository keeps one version of a model).
+MODEL_VERSION = "1"
 MODEL_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")  # used with fullmatch
 CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE = "config.json", "model.safetensors", "model.onnx"
 #: The names of an entry graph's one input and one output (model.onnx).

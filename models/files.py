@@ -12,6 +12,9 @@ from pathlib import Path
 
 from models.errors import UserError
 
+#: How a pickle (protocol 2+) or a ``torch.save`` zip archive starts: never loaded here.
+PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
+
 
 def read_regular_file(path: str | Path, limit: int, what: str = "file") -> bytes:
     """The bytes of ``path``: a regular file (symlinks followed) of at most ``limit`` bytes."""

@@ -48,3 +48,17 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """The object registered as ``name``; ``KeyError`` when there is none."""
         return self._items[name]
+
+    def check(self, name: object, what: str | None = None) -> str:
+        """``name`` when it is registered, else one ``UserError`` line naming the choices:
+        "unknown architecture 'x'; choose one of a, b" (the one wording every registry uses)."""
+        if not isinstance(name, str) or name not in self._items:
+            from models.errors import UserError
+
+            raise UserError(f"unknown {what or self.kind} {name!r}; choose one of "
+                            f"{', '.join(self.names())}")
+        return name
+
+    def lookup(self, name: object, what: str | None = None) -> T:
+        """The object registered as ``name``, or :meth:`check`'s ``UserError``."""
+        return self._items[self.check(name, what)]

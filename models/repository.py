@@ -36,8 +36,7 @@ from models.config import (
     validate_model_name,
 )
 from models.errors import UserError
-
-_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+ / torch.save zip archive
+from models.files import PICKLE_MAGIC
 
 __all__ = [
     "CONFIG_FILE",
@@ -84,7 +83,7 @@ def refuse_pickles(path: Path) -> None:
         head = handle.read(9)
     if looks_like_safetensors(head, path.stat().st_size):
         return
-    if head.startswith(_PICKLE_MAGIC):
+    if head.startswith(PICKLE_MAGIC):
         raise UserError(f"{path}: looks like a pickle/torch.save file; refusing to unpickle it "
                         "(only safetensors and ONNX are loaded)")
 

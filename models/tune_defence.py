@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,28 +39,13 @@ from models.runtime import load_predictor
 from models.transforms import build_transform, transform_class
 from models.voting import modal_labels
 
-SET_FORMAT = "csrp-fingerprint-set"
-
 
 def read_set(path: Path) -> tuple[str, torch.Tensor, torch.Tensor]:
-    """``(method, images, labels)`` of a fingerprint set file."""
-    from safetensors import SafetensorError, safe_open
+    """``(method, images, labels)`` of a fingerprint set file (``models.fingerprint_file``)."""
+    from models import fingerprint_file
 
-    from models.repository import refuse_pickles
-
-    if not path.is_file():
-        raise UserError(f"{path}: fingerprint set file not found")
-    refuse_pickles(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-            if header.get("format") != SET_FORMAT:
-                raise UserError(f"{path}: not a fingerprint set (no {SET_FORMAT!r} header)")
-            metadata = json.loads(header.get("metadata") or "{}")
-            images, labels = handle.get_tensor("images"), handle.get_tensor("labels")
-    except (SafetensorError, OSError, ValueError) as error:
-        raise UserError(f"{path}: not a readable fingerprint set ({error})") from None
-    return str(metadata.get("method") or path.stem), images, labels
+    _, metadata, tensors = fingerprint_file.read(path)
+    return str(metadata.get("method") or path.stem), tensors["images"], tensors["labels"]
 
 
 def read_suite(items: Sequence[str | Path]) -> list[tuple[str, torch.Tensor, torch.Tensor]]:

@@ -10,10 +10,10 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
+from models.config import MODEL_NAME_RE, MODEL_VERSION
 from server.core.errors import NotFoundError
 from server.pipeline.manager import ModelManager
 from server.pipeline.served_model import ServedModel
-from server.protocol.codec import MODEL_VERSION
 
 
 async def get_manager(request: Request) -> ModelManager:
@@ -24,7 +24,7 @@ ManagerDep = Annotated[ModelManager, Depends(get_manager)]
 
 
 #: Model names in paths, as the repository allows them (documented in the OpenAPI schema).
-MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+MODEL_NAME_PATTERN = f"^{MODEL_NAME_RE.pattern}$"  # the repository's own rule
 ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, max_length=128,
                                 description="a model of the repository")]
 

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from models.config import MODEL_VERSION
 from server.pipeline.statistics import ModelStatistics
 
 prometheus_client.disable_created_metrics()
 
-MODEL_VERSION = "1"
 _MODEL = ["model", "version"]
 
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,20 +28,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
 
+from models import fingerprint_file
 from models.atomic import write_bytes
 from models.errors import UserError
+from models.fingerprint_file import REQUIRED_METADATA
 from models.repository import ModelConfig
 
-FORMAT, FORMAT_VERSION = "csrp-fingerprint-set", "1"
-REQUIRED_METADATA = ("method", "parameters", "target", "seed", "code_version",
-                     "candidates_tried", "created")
 GRID_TOLERANCE = 1e-3  # |x * 255 - round(x * 255)| allowed in float32 (values are k / 255)
-_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
-_MAX_HEADER = 100 * 1024 * 1024
 
 
 def snap_to_grid(images: torch.Tensor) -> torch.Tensor:
@@ -158,9 +151,7 @@ class FingerprintSet:
         tensors = {"images": self.images, "labels": self.labels}
         if self.sources is not None:
             tensors["sources"] = self.sources
-        header = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                  "metadata": json.dumps(self.metadata, sort_keys=True, allow_nan=False)}
-        return save_tensors(tensors, metadata=header)
+        return fingerprint_file.encode(tensors, self.metadata)
 
     def save(self, path: str | Path) -> Path:
         """Write the set atomically (nothing is left behind if anything fails)."""
@@ -179,62 +170,20 @@ class FingerprintSet:
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "<bytes>",
                    path: Path | None = None) -> FingerprintSet:
-        def bad(why: str) -> UserError:
-            return UserError(f"{where}: not a valid fingerprint set file ({why})")
-
-        def not_safetensors(why: str) -> UserError:
-            # A safetensors file starts with its header length (u64 LE), which may well begin with
-            # 0x80; only a file that is *not* safetensors is named a pickle.
-            if data.startswith(_PICKLE_MAGIC):
-                return bad("looks like a pickle/torch.save file; refusing to unpickle it")
-            return bad(why)
-
-        if len(data) < 8:
-            raise not_safetensors(f"truncated: {len(data)} bytes")
-        (header_len,) = struct.unpack("<Q", data[:8])
-        if header_len > _MAX_HEADER or 8 + header_len > len(data):
-            raise not_safetensors("truncated or corrupt safetensors header")
-        try:
-            header = json.loads(data[8:8 + header_len])
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise not_safetensors("corrupt safetensors header") from None
-        extra = header.get("__metadata__") if isinstance(header, dict) else None
-        if not isinstance(extra, dict) or extra.get("format") != FORMAT:
-            raise bad(f"no {FORMAT!r} header; not written by this tool")
-        if extra.get("format_version") != FORMAT_VERSION:
-            raise bad(f"unsupported format version {extra.get('format_version')!r}")
-        try:
-            metadata = json.loads(extra.get("metadata", ""))
-        except json.JSONDecodeError:
-            raise bad("metadata is not valid JSON") from None
-        if not isinstance(metadata, dict):
-            raise bad("metadata is not a JSON object")
-        missing = [key for key in REQUIRED_METADATA if key not in metadata]
-        if missing:
-            raise bad(f"metadata lacks {', '.join(missing)}")
-        try:
-            tensors = load_tensors(data)
-        except (SafetensorError, ValueError, RuntimeError) as error:
-            raise bad(f"corrupt tensor data: {error}") from None
-        for name in ("images", "labels"):
-            if name not in tensors:
-                raise bad(f"tensor {name!r} missing")
-        unknown = set(tensors) - {"images", "labels", "sources"}
-        if unknown:
-            raise bad(f"unexpected tensors {sorted(unknown)}")
+        metadata, tensors = fingerprint_file.decode(data, where)
         try:
             return cls(tensors["images"], tensors["labels"], metadata, tensors.get("sources"),
                        path=path, sha256=hashlib.sha256(data).hexdigest())
         except UserError as error:
-            raise bad(str(error).removeprefix("invalid fingerprint set: ")) from None
+            raise UserError(f"{where}: not a valid fingerprint set file "
+                            f"({str(error).removeprefix('invalid fingerprint set: ')})") from None
 
     @classmethod
     def load(cls, path: str | Path) -> FingerprintSet:
         """Read and validate a set file; any problem is one ``UserError`` line."""
         path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: fingerprint set file not found")
-        return cls.from_bytes(path.read_bytes(), str(path), path.resolve())
+        data, _, _ = fingerprint_file.read(path)
+        return cls.from_bytes(data, str(path), path.resolve())
 
     @property
     def labels_array(self) -> np.ndarray:

@@ -5,6 +5,12 @@ Importing this package registers every architecture module beside it.
 
 from models.architectures import mobilenet, resnet, tinycnn, vgg  # noqa: F401  (registration)
 from models.architectures.normalize import Classifier, Normalize
-from models.architectures.registry import create_model, list_models, register_model
+from models.architectures.registry import (
+    ARCHITECTURES,
+    create_model,
+    list_models,
+    register_model,
+)
 
-__all__ = ["Classifier", "Normalize", "create_model", "list_models", "register_model"]
+__all__ = ["ARCHITECTURES", "Classifier", "Normalize", "create_model", "list_models",
+           "register_model"]

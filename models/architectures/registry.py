@@ -18,29 +18,27 @@ class ModelFactory(Protocol):
     def __call__(self, num_classes: int, in_channels: int, image_size: int) -> nn.Module: ...
 
 
-_ARCHITECTURES: Registry[ModelFactory] = Registry("architecture")
+ARCHITECTURES: Registry[ModelFactory] = Registry("architecture")
 
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
     """Register ``factory(num_classes, in_channels, image_size) -> nn.Module`` under ``name``."""
-    return _ARCHITECTURES.register(name)
+    return ARCHITECTURES.register(name)
 
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered architecture names matching a shell-style ``pattern``, sorted."""
-    return _ARCHITECTURES.names(pattern)
+    return ARCHITECTURES.names(pattern)
 
 
 def create_model(
     name: str, num_classes: int = 10, in_channels: int = 3, image_size: int = 32
 ) -> nn.Module:
     """Build architecture ``name`` (no normalisation layer; see ``build_classifier``)."""
-    if name not in _ARCHITECTURES:
-        raise UserError(f"unknown architecture {name!r}; choose one of {', '.join(list_models())}")
+    factory = ARCHITECTURES.lookup(name)
     if num_classes < 2 or in_channels < 1 or image_size < 8:
         raise UserError(
             f"bad model shape: num_classes={num_classes} (>=2), in_channels={in_channels} (>=1), "
             f"image_size={image_size} (>=8)"
         )
-    factory = _ARCHITECTURES.get(name)
     return factory(num_classes=num_classes, in_channels=in_channels, image_size=image_size)

@@ -20,7 +20,7 @@ from models.cli_support import (
     out_entry,
     positive_int,
     print_json,
-    spec_from_args,
+    transform_from_args,
 )
 
 EXAMPLES = [
@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.adapt import adapt_entry, check_adapt, check_spec_fits
+    from models.adapt import adapt_entry, check_adapt
     from models.datasets import load_dataset
     from models.entries import set_threads
     from models.errors import UserError
@@ -76,13 +76,12 @@ def run(args: argparse.Namespace) -> int:
     from models.repository import WEIGHTS_FILE, load_model
     from models.training import seed_everything
 
-    spec = spec_from_args(args)
-    if spec is None:
-        raise UserError("adapt needs --transform csrp or rdg (plain fine-tuning of all layers is "
-                        "`python -m models modify ftal`)")
     check_adapt(args.epochs, args.fraction, args.lr, args.batch_size, args.repeats)
     config, _ = resolve_parent(args.parent, args.out)
-    check_spec_fits(spec, config.input_shape)
+    transform = transform_from_args(args, config.input_shape)  # parsed and checked once
+    if transform is None:
+        raise UserError("adapt needs --transform csrp or rdg (plain fine-tuning of all layers is "
+                        "`python -m models modify ftal`)")
     if args.epochs > 0:
         load_model(args.parent)  # refuses missing, pickled or mismatched weights
     set_threads(args.threads)
@@ -92,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         test = test.take(args.samples)
     seed_everything(args.seed)
     started = time.perf_counter()
-    result = adapt_entry(args.parent, args.out, spec, train, test, epochs=args.epochs,
+    result = adapt_entry(args.parent, args.out, transform, train, test, epochs=args.epochs,
                          fraction=args.fraction, lr=args.lr, seed=args.seed,
                          batch_size=args.batch_size, repeats=args.repeats,
                          backend=args.csrp_backend)

@@ -23,12 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.datasets import list_datasets, load_dataset
-    from models.errors import UserError
+    from models.datasets import DATASETS, load_dataset
 
-    if args.check not in list_datasets():
-        raise UserError(f"unknown dataset {args.check!r}; choose one of "
-                        f"{', '.join(list_datasets())}")
+    DATASETS.check(args.check)
     data = load_dataset(args.check, "test", args.data_root)
     print(f"{args.check}: {len(data)} test images from {data.source}")
     return 0

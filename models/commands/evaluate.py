@@ -21,7 +21,7 @@ from models.cli_support import (
     output_file,
     positive_int,
     print_json,
-    spec_from_args,
+    transform_from_args,
 )
 from models.errors import UserError
 
@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.adapt import accuracy_under, check_spec_fits
+    from models.adapt import accuracy_under, as_transform
     from models.atomic import write_json
     from models.config import load_config
     from models.datasets import load_dataset
@@ -69,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.model)
     if args.transform is None:
         if given_transform_options(args):
-            spec_from_args(args)  # raises: options need a transform
-        spec, source = config.preprocessing, "config"
+            transform_from_args(args)  # raises: options need a transform
+        transform, source = as_transform(config.preprocessing, config.input_shape), "config"
     else:
-        spec, source = spec_from_args(args), "option"
-    check_spec_fits(spec, config.input_shape)
+        transform, source = transform_from_args(args, config.input_shape), "option"
+    spec = None if transform is None else transform.spec()
     if args.repeats < 1:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")
     if args.samples is not None and args.samples < 1:
@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
         test = test.take(args.samples)
     started = time.perf_counter()
     clean = accuracy_under(predictor.logits, test, None, 1, args.seed, args.batch_size)
-    under = (accuracy_under(predictor.logits, test, spec, args.repeats, args.seed,
+    under = (accuracy_under(predictor.logits, test, transform, args.repeats, args.seed,
                             args.batch_size, backend=args.csrp_backend)
-             if spec is not None else clean)
+             if transform is not None else clean)
     report: dict[str, Any] = {
         "model": str(args.model), "dataset": config.dataset, "backend": predictor.backend,
         "samples": len(test), "data_source": test.source, "transform": spec,

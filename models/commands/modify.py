@@ -175,13 +175,11 @@ def run_ftal(args: argparse.Namespace) -> int:
 
 
 def run_distill(args: argparse.Namespace) -> int:
-    from models.architectures import list_models
-    from models.errors import UserError
+    from models.architectures import ARCHITECTURES
     from models.modify import distill_entry
 
-    if args.arch is not None and args.arch not in list_models():
-        raise UserError(f"unknown architecture {args.arch!r}; choose one of "
-                        f"{', '.join(list_models())}")
+    if args.arch is not None:
+        ARCHITECTURES.check(args.arch)
     config = _prepare(args, weights=False)
     train, test = _data(config, args, "train"), _data(config, args, "test")
     started = time.perf_counter()

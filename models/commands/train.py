@@ -51,18 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.architectures import list_models
-    from models.datasets import dataset_info, list_datasets, load_dataset
+    from models.architectures import ARCHITECTURES
+    from models.datasets import DATASETS, dataset_info, load_dataset
     from models.entries import set_threads, train_to_entry
-    from models.errors import UserError
     from models.training import TrainSettings
 
-    if args.arch not in list_models():
-        raise UserError(f"unknown architecture {args.arch!r}; choose one of "
-                        f"{', '.join(list_models())}")
-    if args.dataset not in list_datasets():
-        raise UserError(f"unknown dataset {args.dataset!r}; choose one of "
-                        f"{', '.join(list_datasets())}")
+    ARCHITECTURES.check(args.arch)
+    DATASETS.check(args.dataset)
     set_threads(args.threads)
     info = dataset_info(args.dataset)
     train = load_dataset(args.dataset, "train", args.data_root)

@@ -72,12 +72,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.transforms import list_transforms
+    from models.transforms import TRANSFORMS
     from models.tune_defence import to_markdown, tune_defence, write_outputs
 
-    if args.transform not in list_transforms():
-        raise UserError(f"unknown transform {args.transform!r}; choose one of "
-                        f"{', '.join(list_transforms())}")
+    TRANSFORMS.check(args.transform)
     if not args.grid:
         raise UserError("give at least one --grid OPTION=V1,V2")
     if not args.suite:

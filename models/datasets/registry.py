@@ -11,28 +11,27 @@ from pathlib import Path
 
 from models.datasets.base import DatasetInfo, ImageData
 from models.errors import UserError
+from models.registry import Registry
 
 Loader = Callable[[str, Path | None], ImageData]
-_LOADERS: dict[str, tuple[DatasetInfo, Loader]] = {}
+DATASETS: Registry[tuple[DatasetInfo, Loader]] = Registry("dataset")
 SPLITS = ("train", "test")
 
 
 def register_dataset(info: DatasetInfo) -> Callable[[Loader], Loader]:
     def decorator(loader: Loader) -> Loader:
-        _LOADERS[info.name] = (info, loader)
+        DATASETS.register(info.name)((info, loader))
         return loader
 
     return decorator
 
 
 def list_datasets() -> list[str]:
-    return sorted(_LOADERS)
+    return DATASETS.names()
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    if name not in _LOADERS:
-        raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(list_datasets())}")
-    return _LOADERS[name][0]
+    return DATASETS.lookup(name)[0]
 
 
 def load_dataset(name: str, split: str = "train", root: str | Path | None = None) -> ImageData:
@@ -42,8 +41,7 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
     (and the ``CSRP_DATA_DIR`` environment variable). Missing data raises one ``UserError`` that
     names the dataset, where it looked and how to provide it.
     """
-    dataset_info(name)  # raises a UserError naming the choices
+    loader = DATASETS.lookup(name)[1]  # a UserError naming the choices
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    loader = _LOADERS[name][1]
     return loader(split, Path(root).expanduser() if root is not None else None)

@@ -24,6 +24,7 @@ from models.transforms.csrp import (
 )
 from models.transforms.rdg import RDG, draw_rdg_params, rdg
 from models.transforms.registry import (
+    TRANSFORMS,
     build_transform,
     describe,
     list_transforms,
@@ -41,6 +42,7 @@ __all__ = [
     "PAPER_SETTINGS",
     "RDG",
     "REQUIRED",
+    "TRANSFORMS",
     "Option",
     "RandomTransform",
     "build_transform",

@@ -32,7 +32,7 @@ __all__ = [
     "unregister_transform",
 ]
 
-_TRANSFORMS: Registry[type[RandomTransform]] = Registry("transform")
+TRANSFORMS: Registry[type[RandomTransform]] = Registry("transform")
 T = TypeVar("T", bound=type[RandomTransform])
 _NAME = re.compile(r"[a-z][a-z0-9_-]*")
 
@@ -45,27 +45,27 @@ def register_transform(name: str) -> Callable[[T], T]:
     def decorator(cls: T) -> T:
         if not issubclass(cls, RandomTransform):
             raise TypeError(f"{cls.__name__} must subclass models.transforms.RandomTransform")
-        return _TRANSFORMS.register(name)(cls)
+        return TRANSFORMS.register(name)(cls)
 
     return decorator
 
 
 def unregister_transform(name: str) -> None:
     """Forget ``name`` (for tests that register a transform of their own)."""
-    _TRANSFORMS.unregister(name)
+    TRANSFORMS.unregister(name)
 
 
 def list_transforms() -> list[str]:
     """Registered transform names, sorted."""
-    return _TRANSFORMS.names()
+    return TRANSFORMS.names()
 
 
 def transform_class(name: object) -> type[RandomTransform]:
     """The class registered as ``name``; ``ValueError`` naming the choices otherwise."""
-    if not isinstance(name, str) or name not in _TRANSFORMS:
+    if not isinstance(name, str) or name not in TRANSFORMS:
         raise ValueError(f"preprocessing name must be one of {', '.join(list_transforms())}; "
                          f"got {name!r}")
-    return _TRANSFORMS.get(name)
+    return TRANSFORMS.get(name)
 
 
 def options_of(name: str) -> tuple[Option, ...]:

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import ValidationError
 
+from models.config import MODEL_VERSION
 from server.core.errors import BadRequestError, UnsupportedMediaTypeError, validation_message
 from server.protocol.schemas import InferenceRequest, RequestInput, TensorMetadata
 
 UINT8_INPUT, FP32_INPUT, OUTPUT = "images", "input", "label"
-MODEL_VERSION = "1"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _JSON_TYPES = {"", "application/json"}
 _INFER_TYPES = _JSON_TYPES | {"application/octet-stream"}

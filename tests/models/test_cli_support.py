@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from models.cli_support import add_transform_arguments, spec_from_args, transform_spec
+from models.cli_support import add_transform_arguments, transform_from_args, transform_spec
 from models.errors import UserError
 
 CSRP_SPEC = {"name": "csrp", "sigma": 1.16, "p": 3}
@@ -52,6 +52,10 @@ def test_parser_has_one_flag_per_option():
     parser = argparse.ArgumentParser()
     add_transform_arguments(parser, allow_none=True)
     args = parser.parse_args(["--transform", "rdg", "--distort-limit", "0.3"])
-    assert spec_from_args(args) == {"name": "rdg", "distort_limit": 0.3, "num_cells": 10}
+    assert transform_from_args(args).spec() == {"name": "rdg", "distort_limit": 0.3,
+                                                "num_cells": 10}
     args = parser.parse_args(["--transform", "csrp", "--sigma", "1.23", "--p", "6"])
-    assert spec_from_args(args) == {"name": "csrp", "sigma": 1.23, "p": 6}
+    assert transform_from_args(args).spec() == {"name": "csrp", "sigma": 1.23, "p": 6}
+    with pytest.raises(UserError, match="bad transform"):  # checked against the input size
+        transform_from_args(parser.parse_args(["--transform", "csrp", "--sigma", "1.01",
+                                               "--p", "12"]), [1, 8, 8])

@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import save as save_tensors
 
 from models.errors import UserError
-from verifier_client.fingerprint_set import FORMAT, FingerprintSet, snap_to_grid
+from models.fingerprint_file import FORMAT
+from verifier_client.fingerprint_set import FingerprintSet, snap_to_grid
 
 META = {"method": "vce", "parameters": {"steps": 3}, "target": {"name": "t"}, "seed": 1,
         "code_version": "test", "candidates_tried": 5, "created": "2024-01-01T00:00:00+00:00"}

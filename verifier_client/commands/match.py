@@ -15,7 +15,7 @@ from models.cli_support import (
     given_transform_options,
     output_file,
     positive_int,
-    spec_from_args,
+    transform_from_args,
 )
 from models.errors import UserError
 
@@ -56,9 +56,10 @@ def chosen_spec(args: argparse.Namespace, own: dict[str, Any] | None
     """The preprocessing spec to apply and where it came from."""
     if args.transform is None:
         if given_transform_options(args):
-            spec_from_args(args)  # raises: the options need --transform
+            transform_from_args(args)  # raises: the options need --transform
         return own, "the model's own preprocessing (config.json)"
-    spec = spec_from_args(args)
+    transform = transform_from_args(args)
+    spec = None if transform is None else transform.spec()
     return spec, "none (forced)" if spec is None else "command line"
 
 

@@ -52,10 +52,7 @@ def list_methods(pattern: str = "*") -> list[str]:
 
 
 def get_method_class(name: str) -> type[FingerprintMethod]:
-    if name not in METHODS:
-        raise UserError(f"unknown fingerprinting method {name!r}; choose one of "
-                        f"{', '.join(list_methods())}")
-    return METHODS.get(name)
+    return METHODS.lookup(name)
 
 
 def method_parameters(name: str) -> dict[str, Any]:

@@ -50,13 +50,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from torch import Tensor
 
-from models.adapt import accuracy_under, check_spec_fits
+from models.adapt import accuracy_under, as_transform
 from models.datasets import ImageData, load_dataset
 from models.errors import UserError
 from models.provenance import code_version, utc_now
 from models.repository import Entry, list_entries, load_config
 from models.runtime import load_predictor
-from models.transforms import RDG, build_transform
+from models.transforms import RDG
 from verifier_client.calibration import local_rates
 from verifier_client.fingerprint_set import FingerprintSet, load_sets
 from verifier_client.matching import MatchingResult, matching_rates
@@ -177,11 +177,7 @@ def _check_settings(repeats: int, samples: int, acc_repeats: int, modes: Sequenc
 
 
 def _built(spec: dict[str, Any], input_shape: list[int]) -> torch.nn.Module:
-    check_spec_fits(spec, input_shape)
-    try:
-        module = build_transform(spec)
-    except ValueError as error:
-        raise UserError(f"transform: {error}") from None
+    module = as_transform(spec, input_shape)  # built once, checked to fit
     assert module is not None
     return module
 
