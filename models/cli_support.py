@@ -30,6 +30,16 @@ from models.errors import UserError
 # --------------------------------------------------------------------------------------------
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; an option without a metavar shows the kind of value it takes,
+    the last word of its flag (``--max-batch-size SIZE``, ``--data-root ROOT``), never an
+    internal field name (argparse's default, ``--sigma TRANSFORM_SIGMA``)."""
+
+    def _get_default_metavar_for_optional(self, action: argparse.Action) -> str:
+        flag = max(action.option_strings, key=len).lstrip("-")
+        return flag.rsplit("-", 1)[-1].upper()
+
+
 class OneLineParser(argparse.ArgumentParser):
     """``argparse`` whose usage errors are one line, ``error: ...``, and a pointer to --help
     (exit status 2), as every other user error of the project."""
@@ -40,8 +50,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser(prog: str, description: str, commands: ModuleType) -> argparse.ArgumentParser:
     """A parser with one sub-command per module in ``commands`` that defines ``register``."""
-    parser = OneLineParser(prog=prog, description=description,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog=prog, description=description, formatter_class=HelpFormatter)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for found in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{found.name}")
@@ -108,7 +117,7 @@ def add_command(subparsers: argparse._SubParsersAction, name: str, summary: str,
     """A sub-command with its one-line summary, description and examples (see --help)."""
     return subparsers.add_parser(name, help=summary, description=description,
                                  epilog=examples_epilog(examples, footer),
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=HelpFormatter)
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,23 +15,23 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from models.cli_support import OneLineParser
+from models.cli_support import HelpFormatter, OneLineParser
 from models.errors import UserError
 
 EPILOG = """examples:
   python -m server --repository zoo
-  python -m server --repository zoo --models target,target-csrp --port 8080 --backend onnx
+  python -m server --repository zoo --models copy,csrp --port 8080 --backend onnx
   CSRP_SERVER_REPOSITORY=zoo CSRP_SERVER_SEED=0 python -m server --max-batch-size 32
 
   curl -s localhost:8000/v2/health/ready
-  curl -s -F files=@shirt.png localhost:8000/v1/models/target/classify
+  curl -s -F files=@docs/examples/shirt.png localhost:8000/v1/models/target/classify
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="python -m server", description=__doc__.splitlines()[0], epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         argument_default=argparse.SUPPRESS)
     add = parser.add_argument
     add("--repository", metavar="DIR", help="model repository folder (required)")

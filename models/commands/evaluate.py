@@ -17,6 +17,7 @@ from models.cli_support import (
     Example,
     add_command,
     add_transform_arguments,
+    alias,
     given_transform_options,
     output_file,
     positive_int,
@@ -31,7 +32,7 @@ EXAMPLES = [
     Example("python -m models evaluate --model zoo/csrp --repeats 2 --samples 500", cheap=True,
             note="behind the entry's own CSRP"),
     Example("python -m models evaluate --model zoo/target --transform 'csrp(sigma=1.3, p=8)' "
-            "--repeats 3 --samples 1000 --json build/examples/evaluate.json", cheap=True),
+            "--repeats 3 --samples 1000 --out build/examples/evaluate.json", cheap=True),
     Example("python -m models evaluate --model zoo/int8 --transform none --samples 2000"),
 ]
 
@@ -53,8 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="images per inference batch (default 500)")
     p.add_argument("--data-root", default=None, help="folder holding the entry's dataset")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
-    p.add_argument("--json", dest="json_out", type=output_file, default=None, metavar="OUT",
-                   help="also write the report to this file (atomically)")
+    p.add_argument("--out", dest="json_out", type=output_file, default=None, metavar="FILE",
+                   help="also write the report (JSON) to this file, atomically")
+    alias(p, "--json", dest="json_out", type=output_file)
     p.set_defaults(run=run)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from models.cli_support import (
     Example,
+    HelpFormatter,
     alias,
     examples_epilog,
     fraction,
@@ -55,12 +56,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("modify", help="derive a pirate variant: int8, prune, ftal, distill",
                               description="Derive a pirate variant of a repository entry.",
                               epilog=epilog,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              formatter_class=HelpFormatter)
     kinds = p.add_subparsers(dest="modification", required=True, metavar="MODIFICATION")
 
     def kind(name: str, summary: str) -> argparse.ArgumentParser:
         return kinds.add_parser(name, help=summary, description=summary, epilog=epilog,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
 
     q = kind("int8", "static int8 post-training quantisation (ONNX Runtime QDQ)")
     _common(q)

@@ -11,6 +11,7 @@ from models.cli_support import (
     CommaList,
     Example,
     add_command,
+    alias,
     existing_entry,
     output_file,
     print_rich,
@@ -40,7 +41,7 @@ EXAMPLES = [
             note="the null behind every corner and the centre of a CSRP family, as the adaptive "
                  "verifier queries"),
     Example("python -m verifier_client calibrate --fingerprints zoo/fingerprints "
-            "--url http://127.0.0.1:8000 --model indep-01,indep-02,indep-03 --repeats 10 "
+            "--url http://127.0.0.1:8000 --models indep-01,indep-02,indep-03 --repeats 10 "
             "--out build/examples/calibration-remote.json", note="models on a server"),
 ]
 FOOTER = """A long calibration resumes: every finished model is kept in OUT.partial until the file
@@ -65,8 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--independent", action=CommaList, item=existing_entry, default=[],
                    metavar="REPO/NAME", help="independent models, measured in-process")
     p.add_argument("--url", default=None, help="server holding remote independent models")
-    p.add_argument("--model", action=CommaList, default=[], metavar="NAME",
+    p.add_argument("--models", action=CommaList, default=[], metavar="A,B",
                    help="independent models on --url, measured over HTTP")
+    alias(p, "--model", dest="models", action=CommaList)
     p.add_argument("--repeats", type=bounded_int(1, MAX_REPEATS), default=1,
                    help="queries per set and model, averaged (remote models, and local ones "
                         "behind a front or with randomized preprocessing; default 1)")
@@ -100,19 +102,19 @@ def run(args: argparse.Namespace) -> int:
     from verifier_client.calibration import IndependentSource, calibrate, write_calibration
     from verifier_client.fingerprint_set import load_sets
 
-    if bool(args.url) != bool(args.model):
-        raise UserError("--url and --model go together (remote independent models)")
+    if bool(args.url) != bool(args.models):
+        raise UserError("--url and --models go together (remote independent models)")
     independent = list(args.independent)
     if args.repository is not None:
         from models.zoo import load_manifest
 
         independent += [args.repository / name
                         for name in load_manifest(args.repository).names("calibration-negative")]
-    if not independent and not args.model:
+    if not independent and not args.models:
         raise UserError("give independent models: --repository ZOO, --independent REPO/NAME,... "
-                        "and/or --url URL --model NAME,...")
+                        "and/or --url URL --models A,B")
     sources = [IndependentSource(path.name, path=path) for path in independent]
-    sources += [IndependentSource(name, url=args.url, model=name) for name in args.model]
+    sources += [IndependentSource(name, url=args.url, model=name) for name in args.models]
     sets = load_sets(args.fingerprints)
     document = calibrate(sets, sources, repeats=args.repeats, alpha=args.alpha, rule=args.rule,
                          seed=args.seed, client_options=client_kwargs(args),

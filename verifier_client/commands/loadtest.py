@@ -13,16 +13,17 @@ from models.cli_support import (
     CommaList,
     Example,
     add_command,
+    alias,
     output_dir,
     positive_float,
     positive_int,
 )
 
 EXAMPLES = [
-    Example("python -m verifier_client loadtest --url http://127.0.0.1:8000 --model csrp,copy "
+    Example("python -m verifier_client loadtest --url http://127.0.0.1:8000 --models csrp,copy "
             "--concurrency 1,8,32,64 --duration 10 --out results/loadtest",
             note="with python -m server --repository zoo --models copy,csrp running"),
-    Example("python -m verifier_client loadtest --url http://127.0.0.1:8000 --model csrp "
+    Example("python -m verifier_client loadtest --url http://127.0.0.1:8000 --models csrp "
             "--rate 50,200 --poisson --duration 5 --images-per-request 4"),
 ]
 FOOTER = """Closed loop by default (--concurrency 1,8,32,64); --rate switches to open loop (add
@@ -60,9 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "percentiles, errors and the server's per-stage times; with two models, the "
                     "preprocessing overhead of the first over the second.", EXAMPLES, FOOTER)
     p.add_argument("--url", required=True, help="server root, e.g. http://127.0.0.1:8000")
-    p.add_argument("--model", dest="models", action=CommaList, required=True, metavar="A,B",
+    p.add_argument("--models", action=CommaList, default=None, metavar="A,B",
                    help="one or two models (csrp,copy reports the first's overhead over the "
                         "second's at every point)")
+    alias(p, "--model", dest="models", action=CommaList)
     p.add_argument("--concurrency", type=int_list, default=None, metavar="C1,C2,...",
                    help="closed-loop connections per point (default 1,8,32,64 unless --rate)")
     p.add_argument("--rate", type=float_list, default=None, metavar="R1,R2,...",
@@ -97,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
         write_outputs,
     )
 
+    if not args.models:
+        from models.errors import UserError
+
+        raise UserError("give the models to load: --models A or --models A,B")
     concurrency = args.concurrency or (() if args.rate else (1, 8, 32, 64))
     settings = LoadSettings(
         url=args.url.rstrip("/"), models=tuple(args.models), concurrency=concurrency,

@@ -11,6 +11,7 @@ from models.cli_support import (
     Example,
     add_command,
     add_transform_arguments,
+    alias,
     existing_entry,
     given_transform_options,
     output_file,
@@ -23,7 +24,7 @@ EXAMPLES = [
     Example("python -m verifier_client match --fingerprints zoo/fingerprints/ipguard.safetensors "
             "--model zoo/target", cheap=True),
     Example("python -m verifier_client match --fingerprints zoo/fingerprints/ipguard.safetensors "
-            "--model zoo/csrp --repeats 20 --json build/examples/match.json", cheap=True,
+            "--model zoo/csrp --repeats 20 --out build/examples/match.json", cheap=True,
             note="behind the entry's own CSRP"),
     Example("python -m verifier_client match --fingerprints zoo/fingerprints/vce.safetensors "
             "--model zoo/target --transform 'csrp(sigma=1.3, p=8)' --repeats 20", cheap=True),
@@ -46,8 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the transform draws")
     p.add_argument("--backend", choices=("onnx", "torch"), default=None,
                    help="inference backend (default: the model config's)")
-    p.add_argument("--json", type=output_file, default=None, metavar="OUT",
-                   help="write the result")
+    p.add_argument("--out", dest="json", type=output_file, default=None, metavar="FILE",
+                   help="write the result (JSON)")
+    alias(p, "--json", dest="json", type=output_file)
     p.set_defaults(run=run)
 
 

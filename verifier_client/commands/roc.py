@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.cli_support import CommaList, Example, alias, examples_epilog, output_dir, positive_int
+from models.cli_support import (
+    CommaList,
+    Example,
+    HelpFormatter,
+    alias,
+    examples_epilog,
+    output_dir,
+    positive_int,
+)
 from models.errors import UserError
 
 EXAMPLES = [
@@ -30,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "calibration negatives, and the AUC against the number of fingerprints and "
                     "repeats. Writes roc.json, .md, .csv, roc.png, budget.png, outcomes.npz.",
         epilog=examples_epilog(EXAMPLES, FOOTER),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--repository", type=Path, default=Path("zoo"), metavar="DIR",
                    help="the zoo, with population.json (default zoo)")
     alias(p, "--zoo", dest="repository", type=Path)

@@ -6,7 +6,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.cli_support import Example, add_command, alias, output_dir, positive_int, transform_spec
+from models.cli_support import (
+    Example,
+    add_command,
+    alias,
+    existing_entry,
+    output_dir,
+    positive_int,
+    transform_spec,
+)
 from models.errors import UserError
 
 DRAW_MODES = ("per-sample", "shared")
@@ -51,7 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repository", type=Path, default=Path("zoo"), metavar="DIR",
                    help="the zoo (default zoo)")
     alias(p, "--zoo", dest="repository", type=Path)
-    p.add_argument("--model", default="target", help="entry to put behind the transforms")
+    p.add_argument("--model", type=existing_entry, default=None, metavar="REPO/NAME",
+                   help="entry of the repository to put behind the transforms (default "
+                        "REPOSITORY/target)")
     p.add_argument("--sigma", type=float, default=None, help="CSRP scale limit (with --p)")
     p.add_argument("--p", type=int, default=None, help="CSRP zero padding (with --sigma)")
     p.add_argument("--distort-limit", type=float, default=None,
@@ -89,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
     if args.sigma is not None or args.p is not None:
         csrp = transform_spec("csrp", sigma=args.sigma, p=args.p)
     set_threads(args.threads)
-    report = stability_study(args.repository, model=args.model, csrp_spec=csrp,
+    model = args.model or args.repository / "target"
+    if model.parent.resolve() != args.repository.resolve():
+        raise UserError(f"--model {model} is not an entry of --repository {args.repository}")
+    report = stability_study(args.repository, model=model.name, csrp_spec=csrp,
                              distort_limit=args.distort_limit, num_cells=args.num_cells,
                              entries=args.entries,
                              repeats=args.repeats, samples=args.samples,

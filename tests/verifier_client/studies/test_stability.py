@@ -128,7 +128,8 @@ def test_cli_writes_outputs_and_refuses_bad_input(tiny_zoo: Path, tmp_path: Path
             (["--zoo", str(tiny_zoo), "--distort-limit", "1.5"], "distort_limit"),
             (["--zoo", str(tiny_zoo), "--sigma", "1.2"], "--transform csrp needs --p"),
             (["--zoo", str(tiny_zoo)], "cannot cost as much accuracy"),
-            (["--zoo", str(tiny_zoo), "--model", "csrp"], "already has preprocessing"),
+            (["--zoo", str(tiny_zoo), "--model", str(tiny_zoo / "csrp")],
+             "already has preprocessing"),
             (["--zoo", str(tmp_path / "nothing")], "")):
         assert main(["stability", *args, "--out", str(tmp_path / "bad")]) == 2, args
         error = capsys.readouterr().err
