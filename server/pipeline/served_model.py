@@ -33,6 +33,7 @@ import numpy as np
 
 from models.config import (
     CONFIG_FILE,
+    MODEL_VERSION,
     ONNX_FILE,
     WEIGHTS_FILE,
     ModelConfig,
@@ -48,7 +49,6 @@ from server.pipeline.batcher import DynamicBatcher
 from server.pipeline.pipelines import Pipeline, load_pipeline
 from server.pipeline.resolve import resolve_backend
 from server.protocol.codec import Signature
-from server.protocol.schemas import ModelMetadata, ModelParameters
 
 log = logging.getLogger("server.model")
 
@@ -245,24 +245,35 @@ class ServedModel:
             metrics.stats.batch(len(labels), compute_input, compute_infer, done - ran)
         return labels
 
-    # ---- metadata --------------------------------------------------------------------------
+    # ---- metadata -------------------------------------------------------------------------
 
-    def metadata(self) -> ModelMetadata:
+    def describe(self) -> ModelInfo:
+        """What a client may know about the model (the data plane turns it into OIP
+        metadata): no weights, no scores, no paths."""
         pipeline = self.pipeline
-        return ModelMetadata(
-            name=self.name,
-            versions=["1"],
+        return ModelInfo(
+            name=self.name, versions=(MODEL_VERSION,),
             platform=pipeline.platform if pipeline else
             ("onnxruntime_onnx" if self.plan.backend == "onnx" else "pytorch_eager"),
-            inputs=self.signature.inputs(),
-            outputs=self.signature.outputs(),
-            parameters=ModelParameters(
-                backend=self.plan.backend,
-                device=str(self.device),
-                providers=list(pipeline.providers) if pipeline else [],
-                preprocessing=self.plan.preprocessing,
-                preprocessing_runs=self.plan.preprocessing_runs,
-                max_batch_size=self.settings.max_batch_size,
-                class_names=list(self.config.labels),
-            ),
-        )
+            backend=self.plan.backend, device=str(self.device),
+            providers=tuple(pipeline.providers) if pipeline else (),
+            preprocessing=self.plan.preprocessing,
+            preprocessing_runs=self.plan.preprocessing_runs,
+            max_batch_size=self.settings.max_batch_size,
+            class_names=tuple(self.config.labels))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A served model's public description (plain data, no protocol schema)."""
+
+    name: str
+    versions: tuple[str, ...]
+    platform: str
+    backend: str
+    device: str
+    providers: tuple[str, ...]
+    preprocessing: dict[str, Any] | None
+    preprocessing_runs: str | None
+    max_batch_size: int
+    class_names: tuple[str, ...]
