@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,8 +13,24 @@ from pathlib import Path
 from typing import Any
 
 
+def refuse_special(path: Path) -> None:
+    """``UserError`` when ``path`` names something other than a regular file or nothing: a
+    rename over it would replace a device, FIFO or socket (as root, even ``/dev/null``)."""
+    from models.errors import UserError
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise UserError(f"{path}: cannot write here ({error.strerror or error})") from None
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path} is not a regular file; refusing to replace it")
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
+    refuse_special(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import pkgutil
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -125,15 +126,28 @@ def add_command(subparsers: argparse._SubParsersAction, name: str, summary: str,
 # --------------------------------------------------------------------------------------------
 
 
+def _stat(path: Path) -> os.stat_result | None:
+    """``os.stat`` of ``path``, ``None`` when nothing is there; ``ArgumentTypeError`` for what
+    cannot be looked at (a symbolic-link loop, a dangling link, no permission)."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise argparse.ArgumentTypeError(f"{path}: a dangling symbolic link") from None
+        return None
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"{path}: {error.strerror or error}") from None
+
+
 def _check_creatable(path: Path) -> None:
     """``ArgumentTypeError`` unless a file or folder can be created at ``path``: its nearest
     existing ancestor is a folder in which this process can create a file."""
     if any(ord(c) < 32 for c in str(path)):
         raise argparse.ArgumentTypeError(f"{str(path)!r}: control characters in a path")
     ancestor = path.parent
-    while not ancestor.exists():
+    while (found := _stat(ancestor)) is None:
         ancestor = ancestor.parent
-    if not ancestor.is_dir():
+    if not stat.S_ISDIR(found.st_mode):
         raise argparse.ArgumentTypeError(f"{path}: {ancestor} is a file, not a folder")
     try:
         with tempfile.NamedTemporaryFile(dir=ancestor, prefix=".write-check-"):
@@ -144,11 +158,17 @@ def _check_creatable(path: Path) -> None:
 
 
 def output_file(value: str) -> Path:
-    """A file the command will write (atomically): not a folder, and creatable."""
+    """A file the command will write (atomically): not a folder, not a special file (a device,
+    FIFO or socket is never replaced: ``--json /dev/null`` as root would swap the device for a
+    regular file), and creatable. Checked at parse time, before any work."""
     path = Path(value)
-    if path.is_dir():
+    found = _stat(path)
+    if found is not None and stat.S_ISDIR(found.st_mode):
         raise argparse.ArgumentTypeError(f"{path} is a folder; give a file name")
-    if path.exists() and not os.access(path, os.W_OK):
+    if found is not None and not stat.S_ISREG(found.st_mode):
+        raise argparse.ArgumentTypeError(f"{path} is not a regular file (a device, FIFO or "
+                                         "socket); refusing to replace it")
+    if found is not None and not os.access(path, os.W_OK):
         raise argparse.ArgumentTypeError(f"{path}: not writable")
     _check_creatable(path)
     return path
@@ -157,7 +177,8 @@ def output_file(value: str) -> Path:
 def output_dir(value: str) -> Path:
     """A folder the command will write into: not a file, and creatable."""
     path = Path(value)
-    if path.exists() and not path.is_dir():
+    found = _stat(path)
+    if found is not None and not stat.S_ISDIR(found.st_mode):
         raise argparse.ArgumentTypeError(f"{path} is a file, not a folder")
     _check_creatable(path / "x")
     return path

@@ -319,8 +319,8 @@ async def remote_rates(url: str, model: str, sets: Sequence[FingerprintSet], rep
     async with OIPClient(url, **client_options) as client:
         await client.check_ready()
         meta = await client.model_metadata(model)
-        results = await client.repeat([client.prepare(meta, s.queries) for s in sets],
-                                      repeats * votes)
+        prepared = [client.prepare(meta, s.queries, s.num_classes) for s in sets]
+        results = await client.repeat(prepared, repeats * votes)
     rates = []
     for fset, result in zip(sets, results, strict=True):
         outcomes = set_outcomes(fset, result.answers, votes)

@@ -14,6 +14,40 @@ from models.errors import UserError
 #: Bounds of the arguments that multiply queries and memory (each allocates per repeat/vote).
 MAX_REPEATS = 10_000
 MAX_VOTES = 101
+MAX_PROBE_TRIALS = 10_000
+MAX_PROBE_SAMPLES = 10_000
+
+
+def url_value(value: str) -> str:
+    """An ``http(s)://host[:port]`` server root, checked at parse time (a malformed URL or a
+    port out of range is a usage error, not a traceback after the work)."""
+    import httpx
+
+    try:
+        url = httpx.URL(value)
+        port = url.port
+    except (httpx.InvalidURL, ValueError, TypeError) as error:
+        raise argparse.ArgumentTypeError(f"not a URL: {value!r} ({error})") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise argparse.ArgumentTypeError(f"not an http(s)://host URL: {value!r}")
+    if port is not None and not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range in {value!r}")
+    if any(ord(c) < 32 for c in value):
+        raise argparse.ArgumentTypeError(f"control characters in URL {value!r}")
+    return value.rstrip("/")
+
+
+def model_name(value: str) -> str:
+    """A model name as the server's repository allows it (``[a-z0-9][a-z0-9._-]*``, no
+    ``..``): ``csrp/../copy`` would query ``copy`` while the report said ``csrp/../copy``."""
+    from models.config import validate_model_name
+    from models.errors import UserError
+
+    try:
+        validate_model_name(value)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
 
 
 def alpha_value(value: str) -> float:

@@ -133,6 +133,14 @@ class FingerprintSet:
         return self.path.name if self.path is not None else self.method
 
     @property
+    def num_classes(self) -> int | None:
+        """The target's number of classes (metadata), when recorded: answers outside it are
+        protocol violations."""
+        value = self.metadata.get("num_classes") or (self.metadata.get("target") or {}).get(
+            "num_classes")
+        return int(value) if isinstance(value, int) and value > 0 else None
+
+    @property
     def input_shape(self) -> list[int]:
         return [int(s) for s in self.images.shape[1:]]
 

@@ -29,11 +29,12 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, Literal
 
 import httpx
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from models.errors import UserError
 
@@ -73,6 +74,23 @@ _INTEGER_TYPES = {"INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
                   "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8"}
 _NUMPY_TYPES = {**_INTEGER_TYPES, "FP16": "<f2", "FP32": "<f4", "FP64": "<f8", "BOOL": "?"}
 _LABEL_NAMES = ("label", "labels", "class", "classes", "class_index", "prediction")
+#: Decoded-size caps of an answer: metadata, and an inference answer of N labels.
+METADATA_LIMIT = 1024 * 1024
+ANSWER_BASE, ANSWER_PER_LABEL = 64 * 1024, 32
+
+
+def _inflater(encoding: str) -> Any:
+    """A bounded decompressor for a ``Content-Encoding`` (``None`` for identity)."""
+    import zlib
+
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj()
+    raise BadResponseError(f"server answered with Content-Encoding {encoding!r}, which was not "
+                           "asked for")
 
 
 class OIPError(UserError):
@@ -185,28 +203,16 @@ class ModelMetadata:
 
     @classmethod
     def from_json(cls, data: Any, model: str) -> ModelMetadata:
-        def specs(key: str) -> tuple[TensorSpec, ...]:
-            items = data.get(key) or []
-            if not isinstance(items, list):
-                raise BadResponseError(f"model {model!r}: metadata field {key!r} is not a list")
-            found = []
-            for item in items:
-                try:
-                    found.append(TensorSpec(str(item["name"]), str(item["datatype"]).upper(),
-                                            tuple(int(d) for d in item["shape"])))
-                except (KeyError, TypeError, ValueError):
-                    raise BadResponseError(f"model {model!r}: malformed tensor metadata "
-                                           f"{item!r}") from None
-            return tuple(found)
+        meta = _validated(_MetadataAnswer, data, f"metadata of model {model!r}")
 
-        if not isinstance(data, dict):
-            raise BadResponseError(f"model {model!r}: metadata is not a JSON object")
-        parameters = data.get("parameters")
-        limit = parameters.get("max_batch_size") if isinstance(parameters, dict) else None
-        return cls(name=str(data.get("name", model)), inputs=specs("inputs"),
-                   outputs=specs("outputs"), platform=str(data.get("platform", "")),
-                   versions=tuple(str(v) for v in data.get("versions") or ()),
-                   max_batch_size=limit if isinstance(limit, int) and limit > 0 else None)
+        def specs(items: list[_Tensor]) -> tuple[TensorSpec, ...]:
+            return tuple(TensorSpec(t.name, t.datatype.upper(), tuple(t.shape)) for t in items)
+
+        limit = (meta.parameters or {}).get("max_batch_size")
+        return cls(name=meta.name, inputs=specs(meta.inputs), outputs=specs(meta.outputs),
+                   platform=meta.platform or "", versions=tuple(meta.versions or ()),
+                   max_batch_size=limit if isinstance(limit, int) and not isinstance(limit, bool)
+                   and 0 < limit <= 2**20 else None)
 
 
 @dataclass(frozen=True)
@@ -218,6 +224,7 @@ class InputPlan:
     datatype: Literal["UINT8", "FP32"]
     layout: Literal["NHWC", "NCHW"]
     item_shape: tuple[int, int, int]  # C, H, W of the images this plan was made for
+    num_classes: int | None = None  # answers outside 0..num_classes - 1 are refused
 
     def wire_shape(self, n: int) -> list[int]:
         c, h, w = self.item_shape
@@ -344,18 +351,40 @@ class PreparedQuery:
         return sum(chunk.n for chunk in self.chunks)
 
 
-def _error_message(response: httpx.Response) -> str:
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer read in full under a size cap (``OIPClient._request``): status, headers
+    and the decoded body."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+    reason_phrase: str = ""
+
+    def json(self) -> Any:
+        """The body as JSON; ``ValueError`` for anything else, a too-deep nesting included."""
+        try:
+            return json.loads(self.content)
+        except RecursionError:
+            raise ValueError("JSON nested too deep") from None
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+
+def _error_message(response: Answer) -> str:
     try:
         body = response.json()
         if isinstance(body, dict) and "error" in body:
-            return str(body["error"])
+            return str(body["error"])[:200]
     except ValueError:
         pass
     text = response.text.strip().replace("\n", " ")
     return text[:200] or response.reason_phrase
 
 
-def _says_batch_too_large(response: httpx.Response) -> bool:
+def _says_batch_too_large(response: Answer) -> bool:
     """A 400 that blames the batch size (servers without 413 for it): split and try again."""
     if response.status_code != 400:
         return False
@@ -364,71 +393,120 @@ def _says_batch_too_large(response: httpx.Response) -> bool:
                                                                    "max", "split"))
 
 
-def _parse_outputs(response: httpx.Response) -> list[tuple[dict[str, Any], np.ndarray | None]]:
-    """``[(output JSON, binary array or None)]`` from a JSON or binary-extension answer."""
+class _Tensor(BaseModel):
+    """One tensor of an OIP answer (metadata or output), as the protocol defines it."""
+
+    model_config = ConfigDict(extra="allow")
+    name: StrictStr = Field(max_length=256)
+    datatype: StrictStr = Field(max_length=16)
+    shape: list[Annotated[StrictInt, Field(ge=-1, le=2**31)]] = Field(max_length=8)
+    data: list[Any] | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class _MetadataAnswer(BaseModel):
+    """``GET /v2/models/{name}``."""
+
+    model_config = ConfigDict(extra="allow")
+    name: StrictStr = Field(max_length=256)
+    versions: list[StrictStr] | None = None
+    platform: StrictStr | None = None
+    inputs: list[_Tensor] = Field(max_length=64)
+    outputs: list[_Tensor] = Field(default_factory=list, max_length=64)
+    parameters: dict[str, Any] | None = None
+
+
+class _InferAnswer(BaseModel):
+    """``POST /v2/models/{name}/infer``."""
+
+    model_config = ConfigDict(extra="allow")
+    model_name: StrictStr | None = None
+    outputs: list[_Tensor] = Field(min_length=1, max_length=64)
+
+
+def _validated(model: type[BaseModel], data: Any, what: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise BadResponseError(f"server answered with malformed {what} ({where}: "
+                               f"{first['msg']})") from None
+
+
+def _parse_outputs(response: Answer) -> list[tuple[_Tensor, np.ndarray | None]]:
+    """``[(output, binary array or None)]`` from a JSON or binary-extension answer, validated
+    against the protocol (``BadResponseError`` naming the first problem)."""
     content = response.content
     header_length = response.headers.get(HEADER_LENGTH)
     try:
         if header_length is not None:
             split = int(header_length)
+            if not 0 < split <= len(content):
+                raise ValueError("header length out of range")
             header, blob = json.loads(content[:split]), content[split:]
         else:
             header, blob = json.loads(content), b""
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadResponseError("server answered with a body that is not Open Inference Protocol "
                                "JSON") from None
-    outputs = header.get("outputs") if isinstance(header, dict) else None
-    if not isinstance(outputs, list) or not outputs:
-        raise BadResponseError("server answered without an 'outputs' list")
-    parsed: list[tuple[dict[str, Any], np.ndarray | None]] = []
+    answer = _validated(_InferAnswer, header, "inference JSON")
+    parsed: list[tuple[_Tensor, np.ndarray | None]] = []
     offset = 0
-    for output in outputs:
-        if not isinstance(output, dict):
-            raise BadResponseError("server answered with a malformed output tensor")
-        size = (output.get("parameters") or {}).get("binary_data_size")
+    for output in answer.outputs:
+        size = (output.parameters or {}).get("binary_data_size")
         array = None
         if size is not None:
-            dtype = _NUMPY_TYPES.get(str(output.get("datatype", "")).upper())
-            if dtype is None or offset + int(size) > len(blob):
+            dtype = _NUMPY_TYPES.get(output.datatype.upper())
+            if dtype is None or isinstance(size, bool) or not isinstance(size, int) \
+                    or size < 0 or offset + size > len(blob) or size % np.dtype(dtype).itemsize:
                 raise BadResponseError("server answered with a malformed binary output tensor")
-            array = np.frombuffer(blob[offset:offset + int(size)], dtype=dtype)
-            offset += int(size)
+            array = np.frombuffer(blob[offset:offset + size], dtype=dtype)
+            offset += size
         parsed.append((output, array))
     return parsed
 
 
-def labels_from_response(response: httpx.Response, n: int) -> np.ndarray:
-    """Exactly ``n`` integer labels from an inference answer, else :class:`BadResponseError`."""
+def labels_from_response(response: Answer, n: int, num_classes: int | None = None) -> np.ndarray:
+    """Exactly ``n`` integer labels from an inference answer, each in ``0..num_classes - 1``
+    when the number of classes is known, else :class:`BadResponseError`."""
     outputs = _parse_outputs(response)
-    integer = [pair for pair in outputs
-               if str(pair[0].get("datatype", "")).upper() in _INTEGER_TYPES]
-    named = [pair for pair in integer if str(pair[0].get("name", "")).lower() in _LABEL_NAMES]
+    integer = [pair for pair in outputs if pair[0].datatype.upper() in _INTEGER_TYPES]
+    named = [pair for pair in integer if pair[0].name.lower() in _LABEL_NAMES]
     chosen = (named or integer or [None])[0]
 
     def got() -> str:
-        return ", ".join(f"{o.get('name')!r} {o.get('datatype')} {o.get('shape')}"
-                         for o, _ in outputs)
+        return ", ".join(f"{o.name!r} {o.datatype} {o.shape}" for o, _ in outputs)
 
     if chosen is None:
         raise BadResponseError(f"server did not answer with {n} labels (got {got()}): a label-only "
                                "model must return an integer tensor [N]")
     output, array = chosen
-    shape = output.get("shape")
-    if not isinstance(shape, list) or shape not in ([n], [n, 1]):
+    if output.shape not in ([n], [n, 1]):
         raise BadResponseError(f"server did not answer with {n} labels (got {got()})")
     if array is None:
-        data = output.get("data")
-        if not isinstance(data, list):
+        if output.data is None:
             raise BadResponseError(f"server did not answer with {n} labels (output has no data)")
-        flat = np.asarray(data, dtype=object).ravel()
+        flat = np.asarray(output.data, dtype=object).ravel()
         if flat.size != n or not all(isinstance(v, int) and not isinstance(v, bool)
-                                     for v in flat):
+                                     and -2**63 <= v < 2**63 for v in flat):
             raise BadResponseError(f"server did not answer with {n} labels (got {flat.size} "
-                                   "values, not all integers)")
-        return flat.astype(np.int64)
-    if array.size != n:
-        raise BadResponseError(f"server did not answer with {n} labels (got {array.size} values)")
-    return array.astype(np.int64)
+                                   "values, not all 64-bit integers)")
+        labels = flat.astype(np.int64)
+    else:
+        if array.size != n:
+            raise BadResponseError(f"server did not answer with {n} labels (got {array.size} "
+                                   "values)")
+        if array.dtype.kind == "u" and array.size and int(array.max()) >= 2**63:
+            raise BadResponseError("server answered a label beyond 64-bit integers")
+        labels = array.astype(np.int64)
+    if labels.size and (labels.min() < 0 or (num_classes is not None
+                                              and labels.max() >= num_classes)):
+        bad = int(labels[(labels < 0) | (labels >= (num_classes or 2**62))][0])
+        raise BadResponseError(f"server answered label {bad}, outside the model's classes "
+                               f"0..{(num_classes or 0) - 1}" if num_classes else
+                               f"server answered a negative label ({bad})")
+    return labels
 
 
 @dataclass
@@ -468,7 +546,8 @@ class OIPClient:
         url: server root, e.g. ``http://127.0.0.1:8000`` (the ``/v2/...`` paths are appended).
         batch_size: images per inference request (default 100).
         concurrency: requests in flight at most (default 8); also the connection pool size.
-        timeout_s: per-request timeout (connect is capped at 5 s).
+        timeout_s: per-request timeout (connect is capped at 5 s); also the bound on one whole
+            try, headers and body together (a trickling server cannot hold a query longer).
         retry: :class:`RetryPolicy` for connection errors, timeouts, 429 and 5xx.
         protocol: ``"auto"`` (binary, falling back to JSON once if refused), ``"binary"`` or
             ``"json"``.
@@ -498,6 +577,7 @@ class OIPClient:
         self.retries = 0
         self.answered = 0  # HTTP answers of any status
         self.unreachable_after_s = unreachable_after_s
+        self.total_timeout_s = timeout_s
         self._last_answer = time.monotonic()
         self._rng = random.Random()
         self._semaphore = asyncio.Semaphore(concurrency)
@@ -517,16 +597,25 @@ class OIPClient:
 
     # ---------------------------------------------------------------- HTTP with retries
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request, retried on transport errors, 429 and 5xx (except 501)."""
+    async def _request(self, method: str, path: str, limit: int = METADATA_LIMIT,
+                       **kwargs: Any) -> Answer:
+        """One request, retried on transport errors, timeouts, 429 and 5xx (except 501).
+
+        Each try is bounded as a whole (connect, headers and body: ``total_timeout_s``; a
+        server that trickles its answer a byte a second times out like a silent one) and its
+        decoded body by ``limit`` bytes (``BadResponseError`` past it, compressed or not).
+        """
         last = ""
         for attempt in range(self.retry.attempts):
             retry_after = None
             try:
                 self.requests_sent += 1
-                response = await self._http.request(method, path, **kwargs)
-            except httpx.TransportError as error:
-                last = f"{type(error).__name__}: {error}".rstrip(": ")
+                async with asyncio.timeout(self.total_timeout_s):
+                    response = await self._read(method, path, limit, **kwargs)
+            except (httpx.TransportError, TimeoutError) as error:
+                last = (f"no complete answer within {self.total_timeout_s:g} s"
+                        if isinstance(error, TimeoutError)
+                        else f"{type(error).__name__}: {error}".rstrip(": "))
                 silent = time.monotonic() - self._last_answer
                 if silent > self.unreachable_after_s:
                     raise ServerUnreachableError(
@@ -545,6 +634,35 @@ class OIPClient:
                 await asyncio.sleep(self.retry.delay(attempt, retry_after, self._rng))
         raise QueryFailedError(f"{method} {self.url}{path} failed after {self.retry.attempts} "
                                f"attempt(s): {last}")
+
+    async def _read(self, method: str, path: str, limit: int, **kwargs: Any) -> Answer:
+        """The whole answer, its body inflated here (gzip, deflate) so that no more than
+        ``limit`` decoded bytes are ever held (a 300 KB gzip bomb stops at the cap)."""
+        headers = {**kwargs.pop("headers", {}), "Accept-Encoding": "gzip, deflate"}
+        async with self._http.stream(method, path, headers=headers, **kwargs) as response:
+            if response.is_stream_consumed:  # read in full by the transport (a test's mock)
+                if len(response.content) > limit:
+                    raise BadResponseError(f"{method} {path}: the answer is larger than the "
+                                           f"{limit} bytes this request can need")
+                return Answer(response.status_code, response.headers, response.content,
+                              response.reason_phrase)
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            inflater = _inflater(encoding)
+            body = bytearray()
+            async for piece in response.aiter_raw():
+                chunk = piece if inflater is None else inflater.decompress(
+                    piece, limit + 1 - len(body))
+                body += chunk
+                if len(body) > limit or (inflater is not None and inflater.unconsumed_tail):
+                    raise BadResponseError(f"{method} {path}: the answer is larger than the "
+                                           f"{limit} bytes this request can need")
+            if inflater is not None:
+                body += inflater.flush(limit + 1 - len(body))
+                if len(body) > limit:
+                    raise BadResponseError(f"{method} {path}: the answer is larger than the "
+                                           f"{limit} bytes this request can need")
+            return Answer(response.status_code, response.headers, bytes(body),
+                          response.reason_phrase)
 
     # ---------------------------------------------------------------- health and metadata
 
@@ -566,6 +684,8 @@ class OIPClient:
             response = await self._request("GET", f"/v2/models/{model}")
         except QueryFailedError as error:
             raise ServerUnreachableError(str(error)) from None
+        except BadResponseError as error:
+            raise BadResponseError(f"model {model!r}: {error}") from None
         if response.status_code == 404:
             raise ModelNotFoundError(f"model {model!r} not found at {self.url} "
                                      f"(server: {_error_message(response)})")
@@ -580,28 +700,34 @@ class OIPClient:
 
     # ---------------------------------------------------------------- inference
 
-    def prepare(self, meta: ModelMetadata, images: Any) -> PreparedQuery:
+    def prepare(self, meta: ModelMetadata, images: Any,
+                num_classes: int | None = None) -> PreparedQuery:
         """Encode float images [N, C, H, W] in [0, 1] (numpy or torch) for ``meta``'s model once;
-        :class:`InputMismatchError` when they do not fit its input."""
+        :class:`InputMismatchError` when they do not fit its input. With ``num_classes``, an
+        answered label outside ``0..num_classes - 1`` is a protocol violation."""
         array = images.detach().cpu().numpy() if hasattr(images, "detach") else images
         array = np.asarray(array)
         if array.ndim != 4 or array.shape[0] == 0:
             raise InputMismatchError(f"images must be [N, C, H, W] with N >= 1; got "
                                      f"{list(array.shape)}")
         plan = choose_input(meta, array.shape[1:])
+        if num_classes is not None:
+            plan = replace(plan, num_classes=int(num_classes))
         wire = to_wire(plan, array)
         size = min(self.batch_size, meta.max_batch_size or self.batch_size)
         chunks = [Chunk(wire[i:i + size]) for i in range(0, len(wire), size)]
         return PreparedQuery(plan, chunks, size)
 
-    async def _post(self, plan: InputPlan, chunk: Chunk, protocol: str) -> httpx.Response:
+    async def _post(self, plan: InputPlan, chunk: Chunk, protocol: str) -> Answer:
         path = f"/v2/models/{plan.model}/infer"
         if protocol == "binary":
             body, header_length = chunk.binary(plan)
             headers = {HEADER_LENGTH: str(header_length), "Content-Type": BINARY_CONTENT_TYPE}
         else:
             body, headers = chunk.json_body(plan), {"Content-Type": "application/json"}
-        return await self._request("POST", path, content=body, headers=headers)
+        # labels need ~25 bytes each as JSON, 8 in binary; the rest is the header
+        return await self._request("POST", path, limit=ANSWER_BASE + ANSWER_PER_LABEL * chunk.n,
+                                   content=body, headers=headers)
 
     async def _infer_chunk(self, plan: InputPlan, chunk: Chunk) -> np.ndarray:
         async with self._semaphore:
@@ -618,7 +744,7 @@ class OIPClient:
         if status == 200:
             if self.protocol == "auto":
                 self.protocol = "binary"
-            return labels_from_response(response, chunk.n)
+            return labels_from_response(response, chunk.n, plan.num_classes)
         if chunk.n > 1 and (status == 413 or _says_batch_too_large(response)):
             halves = await asyncio.gather(*(self._infer_chunk(plan, c) for c in chunk.halves()))
             return np.concatenate(halves)
@@ -646,8 +772,10 @@ class OIPClient:
         so an outage part-way hits all queries alike; at most ``concurrency`` requests are in
         flight. A repeat that still fails after the retries (:class:`QueryFailedError`) is left
         out and its reason kept: never scored as a mismatch. Any other error (unknown model,
-        non-label answers, ...) cancels the rest and propagates. ``on_done`` is called after
-        every finished repeat, answered or failed. With ``into`` (one ``Repeats`` per query) the
+        a refused request, ...) cancels the rest and propagates. ``on_done`` is called after
+        every finished repeat, answered or failed. An answer that breaks the protocol
+        (:class:`BadResponseError`: malformed, too large, labels outside the classes) counts as
+        a failed repeat with its reason. With ``into`` (one ``Repeats`` per query) the
         results are collected there as they come, so a caller keeps them when an error ends
         the run part-way.
         """
@@ -656,7 +784,8 @@ class OIPClient:
         async def one(index: int) -> None:
             try:
                 labels = await self.infer_prepared(prepared[index])
-            except QueryFailedError as error:
+            except (QueryFailedError, BadResponseError) as error:
+                # a malformed or impossible answer is a failed query, never a mismatch
                 results[index].failures.append(str(error))
             else:
                 results[index].answers.append(labels)

@@ -182,7 +182,7 @@ async def run_verification(client: OIPClient, model: str, sets: Sequence[Fingerp
     failure reasons. Non-transient errors cancel the run and propagate."""
     await client.check_ready()
     meta = await client.model_metadata(model)
-    prepared = [client.prepare(meta, fset.queries) for fset in sets]
+    prepared = [client.prepare(meta, fset.queries, fset.num_classes) for fset in sets]
     return await client.repeat(prepared, repeats, on_repeat)
 
 
@@ -204,7 +204,7 @@ async def _query_rounds(client: OIPClient, model: str, sets: Sequence[Fingerprin
     into ``state`` (``tallies``, ``rounds``) as it happens, so an outage keeps what came in."""
     await client.check_ready()
     meta = await client.model_metadata(model)
-    prepared = [client.prepare(meta, fset.queries) for fset in sets]
+    prepared = [client.prepare(meta, fset.queries, fset.num_classes) for fset in sets]
     tallies: list[Tally] = state["tallies"]
     todo, spent = list(range(len(sets))), 0
     while todo:

@@ -181,6 +181,7 @@ def make_set(path: Path, images: torch.Tensor, labels: torch.Tensor, method: str
              target: str = "target") -> Path:
     """A fingerprint set file from uint8-grid images (what the fingerprint module writes)."""
     metadata = {"method": method, "parameters": {}, "target": {"name": target}, "seed": 0,
+                "num_classes": 10,
                 "code_version": "test", "candidates_tried": len(labels), "created": "now"}
     fset = FingerprintSet(images.to(torch.float32), labels.to(torch.int64), metadata)
     # A safetensors header of 0x?80 bytes makes the file start with 0x80, which today's

@@ -207,7 +207,7 @@ def test_5xx_and_connection_errors_are_retried_then_reported() -> None:
      r"did not answer with 3 labels \(got 'label' FP32 \[3, 10\]\)"),
     (labels_json([1, 2]), r"did not answer with 3 labels \(got 'label' INT64 \[2\]\)"),
     (labels_json([1, 2], shape=[3]), r"did not answer with 3 labels \(got 2 values"),
-    (labels_json([1.0, 2.0, 3.0], "INT64"), "not all integers"),
+    (labels_json([1.0, 2.0, 3.0], "INT64"), "not all 64-bit integers"),
     (httpx.Response(200, text="<html>"), "not Open Inference Protocol JSON"),
 ])
 def test_non_label_answers_are_refused(answer: httpx.Response, match: str) -> None:

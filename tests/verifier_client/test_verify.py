@@ -20,11 +20,8 @@ import torch
 from models.errors import UserError
 from models.local_server import LocalServer, free_port
 from verifier_client.calibration import (
-    IndependentSource,
-    calibrate,
     calibration_entry,
     load_calibration,
-    write_calibration,
 )
 from verifier_client.cli import main
 from verifier_client.fingerprint_set import load_sets
@@ -33,8 +30,6 @@ from verifier_client.verification import VerifyOptions, verify
 
 from .test_calibration import make_set
 
-#: The front family of the owner's front-matched calibration (its corners and centre).
-FRONT_FAMILY = "csrp(sigma=1.16..1.3, p=3..6)"
 REPORT_FIELDS = ("method", "n", "repeats", "repeats_failed", "mr_mean", "mr_std", "mr_min",
                  "mr_max", "independent_min", "independent_max", "threshold", "threshold_method",
                  "verdict", "p_value")
@@ -47,32 +42,6 @@ def served_repo(tiny_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     shutil.copytree(tiny_repo / "target", repo / "plain-copy")
     shutil.copytree(tiny_repo / "indep-2", repo / "indep-2")
     return repo
-
-
-@pytest.fixture(scope="module")
-def owner(tiny_repo: Path, fmnist_train: Any, fmnist_test: Any,
-          tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two 50-sample sets labelled by the target, calibrated on six independents: indep-1 and
-    indep-2 of the tiny repository and four more trained here."""
-    from models.runtime import load_predictor
-    from tests.conftest import train_tiny_entry
-
-    folder = tmp_path_factory.mktemp("owner")
-    extra = [train_tiny_entry(folder / "repo" / f"indep-{seed}", fmnist_train, fmnist_test,
-                              seed=seed) for seed in range(3, 7)]
-    images = fmnist_test.floats(slice(200, 300))
-    labels = load_predictor(tiny_repo / "target").predict(images)
-    make_set(folder / "sets" / "ipguard.safetensors", images[:50], labels[:50], "ipguard")
-    make_set(folder / "sets" / "cae.safetensors", images[50:], labels[50:], "cae")
-    sets = load_sets([folder / "sets"])
-    sources = [IndependentSource(n, path=tiny_repo / n) for n in ("indep-1", "indep-2")]
-    sources += [IndependentSource(path.name, path=path) for path in extra]
-    write_calibration(folder / "calibration.json", calibrate(sets, sources))
-    # the same negatives queried behind a CSRP family, as adaptive verification needs them
-    write_calibration(folder / "calibration-front.json", calibrate(
-        sets, sources, front=FRONT_FAMILY, votes=3, repeats=3))
-    return {"sets": folder / "sets", "calibration": folder / "calibration.json",
-            "front_calibration": folder / "calibration-front.json", "folder": folder}
 
 
 @pytest.fixture(scope="module")

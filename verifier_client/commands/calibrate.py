@@ -24,6 +24,8 @@ from verifier_client.cli_options import (
     alpha_value,
     bounded_int,
     client_kwargs,
+    model_name,
+    url_value,
 )
 
 RULES = ("conservative", "max", "fit")
@@ -65,8 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a zoo with population.json: calibrate on its calibration negatives")
     p.add_argument("--independent", action=CommaList, item=existing_entry, default=[],
                    metavar="REPO/NAME", help="independent models, measured in-process")
-    p.add_argument("--url", default=None, help="server holding remote independent models")
-    p.add_argument("--models", action=CommaList, default=[], metavar="A,B",
+    p.add_argument("--url", default=None, type=url_value,
+                   help="server holding remote independent models")
+    p.add_argument("--models", action=CommaList, item=model_name, default=[], metavar="A,B",
                    help="independent models on --url, measured over HTTP")
     alias(p, "--model", dest="models", action=CommaList)
     p.add_argument("--repeats", type=bounded_int(1, MAX_REPEATS), default=1,

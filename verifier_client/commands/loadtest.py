@@ -18,6 +18,10 @@ from models.cli_support import (
     positive_float,
     positive_int,
 )
+from verifier_client.cli_options import (
+    model_name,
+    url_value,
+)
 
 EXAMPLES = [
     Example("python -m verifier_client loadtest --url http://127.0.0.1:8000 --models csrp,copy "
@@ -60,8 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "against an Open Inference Protocol server: per point throughput, latency "
                     "percentiles, errors and the server's per-stage times; with two models, the "
                     "preprocessing overhead of the first over the second.", EXAMPLES, FOOTER)
-    p.add_argument("--url", required=True, help="server root, e.g. http://127.0.0.1:8000")
-    p.add_argument("--models", action=CommaList, default=None, metavar="A,B",
+    p.add_argument("--url", required=True, type=url_value,
+                   help="server root, e.g. http://127.0.0.1:8000")
+    p.add_argument("--models", action=CommaList, item=model_name, default=None, metavar="A,B",
                    help="one or two models (csrp,copy reports the first's overhead over the "
                         "second's at every point)")
     alias(p, "--model", dest="models", action=CommaList)

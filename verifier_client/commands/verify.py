@@ -23,6 +23,8 @@ from verifier_client.cli_options import (
     alpha_value,
     bounded_int,
     client_kwargs,
+    model_name,
+    url_value,
 )
 
 RULES = ("conservative", "max", "fit")
@@ -50,8 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "method, stolen / not_proven / inconclusive against a calibration file, and "
                     "overall at a family-wise false-accusation rate of at most --alpha.",
                     EXAMPLES, FOOTER)
-    p.add_argument("--url", required=True, help="server root, e.g. http://127.0.0.1:8000")
-    p.add_argument("--model", required=True, help="model name on the server")
+    p.add_argument("--url", required=True, type=url_value,
+                   help="server root, e.g. http://127.0.0.1:8000")
+    p.add_argument("--model", required=True, type=model_name, metavar="NAME",
+                   help="model name on the server")
     p.add_argument("--fingerprints", required=True, action=CommaList, metavar="FILE_OR_DIR",
                    help="fingerprint set files, or folders of *.safetensors sets")
     p.add_argument("--calibration", required=True, help="calibration.json made for these sets")

@@ -67,8 +67,8 @@ async def _remote(url: str, names: Sequence[str], sets: Sequence[FingerprintSet]
         await client.check_ready()
         for name in names:
             meta = await client.model_metadata(name)
-            results = await client.repeat([client.prepare(meta, s.queries) for s in sets],
-                                          repeats * votes)
+            prepared = [client.prepare(meta, s.queries, s.num_classes) for s in sets]
+            results = await client.repeat(prepared, repeats * votes)
             found[name] = {}
             for fset, result in zip(sets, results, strict=True):
                 if result.failures:

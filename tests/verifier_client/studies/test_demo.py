@@ -13,8 +13,6 @@ from models.errors import UserError
 from verifier_client.cli import main
 from verifier_client.studies.demo import demo_models
 
-from ..test_verify import owner  # noqa: F401  (module fixture: sets + calibration)
-
 
 @pytest.fixture(scope="module")
 def demo_repo(tiny_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -30,7 +28,7 @@ def demo_repo(tiny_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def test_demo_verifies_every_served_model_and_prints_verdicts(
-        demo_repo: Path, owner: dict[str, Path], tmp_path: Path,  # noqa: F811
+        demo_repo: Path, owner: dict[str, Path], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo.json"
     code = main(["demo", "--repository", str(demo_repo), "--fingerprints", str(owner["sets"]),

@@ -12,11 +12,9 @@ import pytest
 from verifier_client.cli import main
 from verifier_client.studies.evaluation import evaluate_zoo
 
-from ..test_verify import owner  # noqa: F401  (module fixture: two 50-sample sets)
-
 
 @pytest.fixture(scope="module")
-def tiny_zoo(tiny_repo: Path, owner: dict[str, Path],  # noqa: F811
+def tiny_zoo(tiny_repo: Path, owner: dict[str, Path],
              tmp_path_factory: pytest.TempPathFactory) -> Path:
     zoo = tmp_path_factory.mktemp("zoo")
     for source, name in (("target", "target"), ("target", "csrp"), ("indep-1", "indep-01"),

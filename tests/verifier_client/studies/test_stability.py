@@ -23,7 +23,6 @@ from verifier_client.studies.stability import (
     top1_draws,
 )
 
-from ..test_verify import owner  # noqa: F401  (needed by tiny_zoo)
 from .test_evaluation import tiny_zoo  # noqa: F401  (module fixture: target, csrp, indep-*)
 
 # The tiny tinycnn target loses more to CSRP (1.23, 6) than RDG can ever cost it (0.49 vs 0.51
