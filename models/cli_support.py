@@ -131,7 +131,7 @@ def _stat(path: Path) -> os.stat_result | None:
     cannot be looked at (a symbolic-link loop, a dangling link, no permission)."""
     try:
         return os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (or under a file)
         if os.path.lexists(path):
             raise argparse.ArgumentTypeError(f"{path}: a dangling symbolic link") from None
         return None

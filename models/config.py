@@ -9,13 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.errors import UserError
 from models.provenance import code_version, utc_now
 
 #: Every served entry has this one version (the repository keeps one version of a model).
 MODEL_VERSION = "1"
+#: Bounds of an entry's input: channels, and pixels on a side (a config asking for 100000 x
+#: 100000 images made the server's warm-up allocate 37 GiB).
+MAX_CHANNELS, MAX_SIDE = 4, 4096
 MODEL_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")  # used with fullmatch
 CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE = "config.json", "model.safetensors", "model.onnx"
 #: The names of an entry graph's one input and one output (model.onnx).
@@ -49,7 +52,7 @@ class ModelConfig(BaseModel):
     name: str
     arch: str
     dataset: str
-    num_classes: int = Field(ge=2)
+    num_classes: int = Field(ge=2, le=100_000)
     input_shape: list[int] = Field(min_length=3, max_length=3)
     labels: list[str]
     mean: list[float]
@@ -79,9 +82,21 @@ class ModelConfig(BaseModel):
     @field_validator("input_shape")
     @classmethod
     def _shape(cls, value: list[int]) -> list[int]:
-        if any(v < 1 for v in value):
-            raise ValueError(f"input_shape must be positive [C, H, W], got {value}")
+        c, h, w = value
+        if not (1 <= c <= MAX_CHANNELS and 1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+            raise ValueError(f"input_shape must be [C, H, W] with C in 1..{MAX_CHANNELS} and "
+                             f"H, W in 1..{MAX_SIDE}; got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelConfig:
+        channels = self.input_shape[0]
+        if len(self.mean) != channels or len(self.std) != channels:
+            raise ValueError(f"mean and std need one value per channel ({channels})")
+        if len(self.labels) not in (0, self.num_classes):
+            raise ValueError(f"labels name {len(self.labels)} classes, num_classes is "
+                             f"{self.num_classes}")
+        return self
 
 
 def entry_dir(repo: str | Path, name: str) -> Path:

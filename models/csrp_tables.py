@@ -38,16 +38,24 @@ __all__ = [
 ]
 
 
+#: Bounds of CSRP's options: the paper's settings are sigma 1.16-1.25 and p 3-14; a scale limit
+#: of 4 already quadruples every side, and larger values only make the index tables huge (a
+#: config with sigma 1e308 crashed the server's start-up).
+MAX_SIGMA, MAX_P = 4.0, 1024
+
+
 def check_sigma_p(sigma: object, p: object) -> None:
-    """``ValueError`` unless ``sigma`` is a finite real > 1 and ``p`` an integer >= 0."""
+    """``ValueError`` unless ``sigma`` is a real in (1, MAX_SIGMA] and ``p`` an integer in
+    0..MAX_P."""
     if isinstance(sigma, bool) or not isinstance(sigma, int | float):
         raise ValueError(f"sigma must be a real number > 1; got {sigma!r}")
-    if not math.isfinite(sigma) or sigma <= 1:
-        raise ValueError(f"sigma must be a finite number > 1 (scale limit); got {sigma!r}")
+    if not math.isfinite(sigma) or not 1 < sigma <= MAX_SIGMA:
+        raise ValueError(f"sigma must be a number in (1, {MAX_SIGMA:g}] (scale limit); got "
+                         f"{sigma!r}")
     if isinstance(p, bool) or not isinstance(p, int):
         raise ValueError(f"p must be an integer >= 0 (padding); got {p!r}")
-    if p < 0:
-        raise ValueError(f"p must be an integer >= 0 (padding); got {p}")
+    if not 0 <= p <= MAX_P:
+        raise ValueError(f"p must be an integer in 0..{MAX_P} (padding); got {p}")
 
 
 def csrp_geometry(height: int, width: int, sigma: float, p: int) -> tuple[int, int, int, int]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -62,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seed", type=int, help="seed of the preprocessing random stream (default: from the OS)")
     add("--workers-threads", "--worker-threads", dest="workers_threads", type=int,
         help="intra-op threads for torch and ONNX Runtime (default: library default)")
+    add("--head-timeout-s", type=float,
+        help="seconds a client has to send a request's line and headers, and the most a "
+             "connection may stay silent before its first request (default 10; then 408)")
+    add("--max-head-kb", type=int,
+        help="request headers in KiB at most (default 64: 431; the URL at most 16 KiB: 414)")
+    add("--max-connections", type=int,
+        help="open connections and requests at most; more get 503 (default 1024)")
     add("--log-level", help="critical | error | warning | info | debug (default info)")
     add("--access-log", action="store_true", help="log every request")
     return parser
@@ -88,6 +97,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     return serve(settings)
 
 
+#: Seconds in-flight requests get to finish after SIGTERM before they are cancelled.
+GRACE_S = 5
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (IPv4 or IPv6, as the host resolves), or one
+    ``UserError`` line saying why not (in use, not an address of this machine)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise UserError(f"cannot listen on {host}:{port} ({error.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError as error:
+        listener.close()
+        raise UserError(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
+    return listener
+
+
+def uvicorn_config(settings: Any, app: Any) -> Any:
+    """The uvicorn configuration of a server (``serve`` and the tests use this one): the
+    guarded HTTP protocol (head limits and deadline), the connection limit and the grace
+    period of a shutdown."""
+    import uvicorn
+
+    from server.core.http_protocol import configured
+
+    return uvicorn.Config(app, host=settings.host, port=settings.port,
+                          log_level=settings.log_level, access_log=settings.access_log,
+                          lifespan="on",
+                          http=configured(16 * 1024, settings.max_head_kb * 1024,
+                                          settings.head_timeout_s),
+                          limit_concurrency=settings.max_connections,
+                          timeout_graceful_shutdown=GRACE_S)
+
+
 def _exit_zero(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -110,15 +160,16 @@ def serve(settings: object) -> int:
         if server is not None:
             server.should_exit = True
 
+    try:  # the socket first: a port in use or an unassignable host is one line, exit 2
+        listener = bind_listener(settings.host, settings.port)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     # uvicorn re-raises SIGTERM after its graceful shutdown; exit 0 for it instead of dying
     signal.signal(signal.SIGTERM, _exit_zero)
-    config = uvicorn.Config(create_app(settings, on_fatal), host=settings.host,
-                            port=settings.port, log_level=settings.log_level,
-                            access_log=settings.access_log, lifespan="on",
-                            timeout_graceful_shutdown=10)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(settings, create_app(settings, on_fatal)))
     try:
-        server.run()
+        server.run(sockets=[listener])
     except KeyboardInterrupt:
         return 130
     if fatal:

@@ -14,6 +14,7 @@ model (``INLINE_BODY_BYTES``, measured cheaper than the thread hop).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -56,7 +57,17 @@ FORM_FIELDS = ("files", "file")
 
 
 class DataPlane:
-    """Request handling shared by every route that reaches a model (stateless)."""
+    """Request handling shared by every route that reaches a model; one per app (its
+    semaphore belongs to the app's event loop).
+
+    ``large_body_slots`` bounds how many large bodies (over ``OFFLOAD_BYTES``) are decoded at
+    once: parsing a 4 MiB JSON body holds the GIL for about a second, and 32 of them parsed in
+    parallel threads starved the event loop (small requests waited ~40 s and bodies timed out
+    with 408); queued behind the slots, the large ones wait their turn and the rest flows.
+    """
+
+    def __init__(self, large_body_slots: int = 1) -> None:
+        self._large = asyncio.Semaphore(max(1, large_body_slots))
 
     @asynccontextmanager
     async def accounted(self, model: ServedModel) -> AsyncIterator[None]:
@@ -95,8 +106,10 @@ class DataPlane:
             if encoding is not None:
                 body = await self._inflated(body, encoding, header_length, model)
             if len(body) > OFFLOAD_BYTES:
-                decoded = await run_in_threadpool(decode_infer_request, body, header_length,
-                                                  model.signature, model.name)
+                async with self._large:
+                    decoded = await run_in_threadpool(decode_infer_request, body,
+                                                      header_length, model.signature,
+                                                      model.name)
             else:
                 decoded = decode_infer_request(body, header_length, model.signature,
                                                model.name)
@@ -113,7 +126,8 @@ class DataPlane:
         limit = settings.max_json_body_bytes if json_body else settings.max_body_bytes
         what = "JSON request body" if json_body else "request body"
         if len(body) > OFFLOAD_BYTES // 16:
-            return await run_in_threadpool(inflate, body, encoding, limit, what)
+            async with self._large:
+                return await run_in_threadpool(inflate, body, encoding, limit, what)
         return inflate(body, encoding, limit, what)
 
     # ---- image uploads --------------------------------------------------------------------
@@ -199,4 +213,7 @@ class DataPlane:
             raise UnavailableError(f"model {model.name!r} is not ready")
 
 
-DATA_PLANE = DataPlane()
+
+def data_plane(request: Request) -> DataPlane:
+    """The app's data plane (made in ``server.main.create_app``)."""
+    return request.app.state.dataplane

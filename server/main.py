@@ -8,6 +8,7 @@ every worker thread (queued requests get 503).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from server import SERVER_NAME, __version__
 from server.core.body_limit import BodySizeLimitMiddleware
 from server.core.config import Settings
 from server.core.errors import install_exception_handlers
+from server.dataplane import DataPlane
 from server.metrics import Metrics
 from server.pipeline.manager import ModelManager
 from server.pipeline.served_model import plan_models
@@ -53,6 +55,8 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
                   description="Label-only inference server (Open Inference Protocol subset).")
     app.state.settings = settings
     app.state.metrics = Metrics(settings.max_batch_size)
+    # large bodies are decoded one per core at most, so the event loop keeps a share of the GIL
+    app.state.dataplane = DataPlane(max(1, (os.cpu_count() or 2) // 2))
     install_exception_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     # the hot routes first (routes are matched in order); statistics before models:

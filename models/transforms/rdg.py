@@ -50,13 +50,18 @@ __all__ = ["RDG", "draw_rdg_params", "rdg"]
 _PARAM_KEYS = ("xsteps", "ysteps")
 
 
+#: More cells than pixels on a side distort nothing more; 1e12 of them allocated 16 TB.
+MAX_CELLS = 1024
+
+
 def _check_rdg_args(distort_limit: float, num_cells: int) -> None:
     if isinstance(distort_limit, bool) or not isinstance(distort_limit, int | float):
         raise ValueError(f"distort_limit must be a number in [0, 1); got {distort_limit!r}")
     if not (math.isfinite(distort_limit) and 0 <= distort_limit < 1):
         raise ValueError(f"distort_limit must be a number in [0, 1); got {distort_limit!r}")
-    if isinstance(num_cells, bool) or not isinstance(num_cells, int) or num_cells < 1:
-        raise ValueError(f"num_cells must be an integer >= 1; got {num_cells!r}")
+    if isinstance(num_cells, bool) or not isinstance(num_cells, int) \
+            or not 1 <= num_cells <= MAX_CELLS:
+        raise ValueError(f"num_cells must be an integer in 1..{MAX_CELLS}; got {num_cells!r}")
 
 
 def draw_rdg_params(

@@ -19,6 +19,9 @@ max_queue_size      --max-queue-size             1024 requests per model
 max_body_mb         --max-body-mb                32 MiB (binary tensors and uploads)
 max_json_body_mb    --max-json-body-mb           4 MiB (JSON bodies cost ~25x their size to parse)
 body_timeout_s      --body-timeout-s             30 s to receive a whole request body (else 408)
+head_timeout_s      --head-timeout-s             10 s to receive a request's line and headers (408)
+max_head_kb         --max-head-kb                64 KiB of headers (431); URLs at most 16 KiB (414)
+max_connections     --max-connections            1024 open connections and requests (then 503)
 exit_on_error       --exit-on-error / --no-...   on: a model that fails to load stops the server
 allow_symlinks      --allow-symlinks             off: entry files may not lead outside the repo
 seed                --seed                       from the OS
@@ -71,6 +74,9 @@ class Settings(BaseSettings):
     max_body_mb: float = Field(32.0, gt=0, le=4096)
     max_json_body_mb: float = Field(4.0, gt=0, le=4096)
     body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    head_timeout_s: float = Field(10.0, gt=0, le=3600)
+    max_head_kb: int = Field(64, ge=4, le=1024)
+    max_connections: int = Field(1024, ge=1, le=1_000_000)
     exit_on_error: bool = True
     allow_symlinks: bool = False
     seed: int | None = Field(None, ge=0, lt=2**63)

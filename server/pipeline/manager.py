@@ -78,8 +78,10 @@ class ModelManager:
             except Exception as error:
                 message = str(error) if isinstance(error, UserError) else \
                     f"{type(error).__name__}: {error}"
-                log.error("model %r failed to load: %s", model.name, message,
-                          exc_info=not isinstance(error, UserError))
+                message = " ".join(message.split())[:500]  # runtimes' messages span lines
+                # one line for the operator; the stack only at debug level
+                log.error("model %r failed to load: %s", model.name, message)
+                log.debug("model %r failed to load", model.name, exc_info=True)
                 public = f"model {model.name!r} failed to load: {public_reason(error)}"
                 model.error = public
                 if not self.settings.exit_on_error:

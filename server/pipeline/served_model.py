@@ -91,6 +91,8 @@ def plan_model(settings: Settings, name: str) -> ModelPlan:
     except UserError as error:
         raise UserError(f"model {name!r}: {error}") from None
     backend = resolve_backend(path, config, settings.backend)
+    if backend == "onnx":
+        check_onnx(path / ONNX_FILE, config, name)
     spec = config.preprocessing
     in_graph = backend == "onnx" and (spec is None or (settings.preprocess_in == "graph"
                                                        and spec.get("name") == "csrp"))
@@ -112,6 +114,36 @@ def plan_model(settings: Settings, name: str) -> ModelPlan:
     except ValueError as error:
         raise UserError(f"model {name!r}: bad preprocessing in config.json: {error}") from None
     return ModelPlan(name, path, config, backend, spec, "torch")
+
+
+def check_onnx(file: Path, config: ModelConfig, name: str) -> None:
+    """``UserError`` (one line) unless ``file`` is a complete ONNX model, self-contained (no
+    external data: tensors stored beside it could point anywhere on the disk) and taking the
+    config's input ``[N, C, H, W]``. Cheap: parsing the protobuf of a repository model is
+    milliseconds; nothing is run."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        proto = onnx.load_model_from_string(file.read_bytes())
+    except (DecodeError, ValueError, OSError) as error:
+        raise UserError(f"model {name!r}: {ONNX_FILE} is not a readable ONNX model "
+                        f"({type(error).__name__})") from None
+    external = [t.name for t in proto.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise UserError(f"model {name!r}: {ONNX_FILE} keeps {len(external)} tensor(s) in "
+                        "external files; only self-contained ONNX models are served")
+    inputs = [i for i in proto.graph.input
+              if i.name not in {t.name for t in proto.graph.initializer}]
+    if len(inputs) != 1:
+        raise UserError(f"model {name!r}: {ONNX_FILE} has {len(inputs)} inputs, not one")
+    dims = inputs[0].type.tensor_type.shape.dim
+    shape = [d.dim_value if d.HasField("dim_value") else -1 for d in dims]
+    if len(shape) != 4 or any(got not in (-1, want)
+                              for got, want in zip(shape[1:], config.input_shape, strict=True)):
+        raise UserError(f"model {name!r}: {ONNX_FILE} takes {shape}, the config says "
+                        f"[N, {', '.join(map(str, config.input_shape))}]")
 
 
 def torch_available() -> bool:

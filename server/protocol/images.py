@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from server.core.errors import BadRequestError
+from server.core.errors import BadRequestError, PayloadTooLargeError
 from server.protocol.codec import Signature
 
 FORMATS = ("PNG", "JPEG")
@@ -20,9 +20,21 @@ _MODES = {1: "L", 3: "RGB"}
 MEDIA_TYPES = {"image/png": ("PNG",), "image/jpeg": ("JPEG",)}
 
 
+def max_encoded_bytes(signature: Signature) -> int:
+    """The most bytes a PNG or JPEG of the model's size can need: its raw pixels stored
+    uncompressed in 16-bit RGBA (8 bytes a pixel), plus 64 KiB for headers, a colour profile
+    and metadata. A 28x28 file larger than ~70 KiB is padding (ancillary chunks, comment
+    markers): refused before Pillow reads it (a 31 MiB padded PNG cost 9-17 s of CPU)."""
+    return 8 * signature.height * signature.width + 64 * 1024
+
+
 def decode_image(data: bytes, signature: Signature, index: int = 0,
                  formats: tuple[str, ...] = FORMATS) -> np.ndarray:
     """One PNG or JPEG file -> uint8 [H, W, C] in the model's channels (grey or RGB)."""
+    limit = max_encoded_bytes(signature)
+    if len(data) > limit:
+        raise PayloadTooLargeError(f"file {index}: {len(data)} bytes, more than an image of "
+                                   f"{signature.width}x{signature.height} can need ({limit})")
     mode = _MODES.get(signature.channels)
     if mode is None:
         raise BadRequestError(f"this model takes {signature.channels}-channel images: send them as "

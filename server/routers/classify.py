@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from server.dataplane import DATA_PLANE
+from server.dataplane import data_plane
 from server.deps import NAME_PARAMETER, model_of
 from server.protocol.schemas import ClassifyResponse, ErrorResponse
 
@@ -34,5 +34,5 @@ _BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"
 @router.post("/{name}/classify", response_model=ClassifyResponse, openapi_extra=_BODY,
              responses={code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 503)})
 async def classify(request: Request) -> Response:
-    body = await DATA_PLANE.classify(model_of(request), request)
+    body = await data_plane(request).classify(model_of(request), request)
     return Response(body, media_type="application/json")

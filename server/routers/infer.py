@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from server.dataplane import DATA_PLANE
+from server.dataplane import data_plane
 from server.deps import NAME_PARAMETER, VERSION_PARAMETER, model_of
 from server.protocol.codec import HEADER_LENGTH
 from server.protocol.schemas import ErrorResponse, InferenceResponse
@@ -38,12 +38,12 @@ _RESPONSES: dict[int | str, dict] = {
 @router.post("/{name}/infer", response_model=InferenceResponse, responses=_RESPONSES,
              openapi_extra=_BODY)
 async def infer(request: Request) -> Response:
-    content, extra, media_type = await DATA_PLANE.infer(model_of(request), request)
+    content, extra, media_type = await data_plane(request).infer(model_of(request), request)
     return Response(content, media_type=media_type, headers=extra)
 
 
 @router.post("/{name}/versions/{version}/infer", response_model=InferenceResponse,
              responses=_RESPONSES, openapi_extra=_VERSIONED_BODY)
 async def infer_version(request: Request) -> Response:
-    content, extra, media_type = await DATA_PLANE.infer(model_of(request), request)
+    content, extra, media_type = await data_plane(request).infer(model_of(request), request)
     return Response(content, media_type=media_type, headers=extra)

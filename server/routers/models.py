@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from server.dataplane import DATA_PLANE
+from server.dataplane import DataPlane
 from server.deps import ModelDep, VersionedModelDep
 from server.pipeline.served_model import ServedModel
 from server.protocol.schemas import ErrorResponse, ModelMetadata, ModelReadyResponse
@@ -18,12 +18,12 @@ _ERRORS = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}}
 
 @router.get("/{name}", response_model=ModelMetadata, responses=_ERRORS)
 async def model_metadata(model: ModelDep) -> ModelMetadata:
-    return DATA_PLANE.metadata(model)
+    return DataPlane.metadata(model)
 
 
 @router.get("/{name}/versions/{version}", response_model=ModelMetadata, responses=_ERRORS)
 async def model_version_metadata(model: VersionedModelDep) -> ModelMetadata:
-    return DATA_PLANE.metadata(model)
+    return DataPlane.metadata(model)
 
 
 def _ready(model: ServedModel) -> ModelReadyResponse | JSONResponse:

@@ -25,6 +25,7 @@ import uvicorn
 
 from models.datasets import ImageData
 from models.repository import CONFIG_FILE, load_config
+from server.cli import uvicorn_config
 from server.core.config import Settings
 from server.main import create_app
 
@@ -80,10 +81,9 @@ def failure_key(reason: str, model: str = "target") -> str:
 
 def start_server(wait_ready: bool = True, **overrides: Any) -> RunningServer:
     port = free_port()
-    settings = Settings(**{"host": "127.0.0.1", "port": port, **overrides})
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                            log_level="warning", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
+    settings = Settings(**{"host": "127.0.0.1", "port": port, "log_level": "warning",
+                           **overrides})
+    server = uvicorn.Server(uvicorn_config(settings, create_app(settings)))
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -115,7 +115,12 @@ def test_model_that_fails_to_load_exits_non_zero(serve_repo: Path, tmp_path: Pat
     shutil.copytree(serve_repo / "target", repo / "broken")
     config = json.loads((repo / "broken" / CONFIG_FILE).read_text())
     (repo / "broken" / CONFIG_FILE).write_text(json.dumps(config | {"name": "broken"}))
-    (repo / "broken" / ONNX_FILE).write_bytes(b"not an onnx graph")
+    # a well-formed graph that ONNX Runtime cannot run: found when loading, not when planning
+    import onnx
+
+    proto = onnx.load(str(repo / "broken" / ONNX_FILE))
+    proto.graph.node[0].op_type = "NoSuchOperator"
+    onnx.save(proto, str(repo / "broken" / ONNX_FILE))
     process = _spawn(["--repository", str(repo), "--port", str(free_port()), "--backend",
                       "onnx"])
     try:
