@@ -1,26 +1,37 @@
-"""Peer benchmark: this server against TorchServe on the same weights and the same requests.
+"""Peer benchmark: this server against Triton, MLServer and TorchServe on the same model and the
+same requests.
 
     python benchmarks/bench_peer.py [--repository zoo] [--duration 10] [--rounds 2]
                                     [--concurrency 1,8,32] [--out results/peer]
 
 The load generator is ``wrk`` (C, one thread, Debian's ``wrk``), so the client is not the
-bottleneck. Targets, all single-image requests of one Fashion-MNIST test image:
+bottleneck. Targets, all single-image requests of one Fashion-MNIST test image, on the zoo's
+``copy`` (the target's weights, no preprocessing) unless named otherwise:
 
+* ``triton oip-binary``: Triton's own HTTP front end and dynamic batcher (``nvidia-pytriton``,
+  ``benchmarks/peers/triton_copy.py``; max batch 64, 2 ms delay, as our defaults) running the
+  same ONNX graph with ONNX Runtime, on the same OIP binary-tensor body as ``oip copy``;
+* ``mlserver oip-json``: MLServer 1.7 with a custom runtime on the same graph
+  (``benchmarks/peers/mlserver_runtime.py``; adaptive batching 64 / 2 ms), on the OIP JSON body
+  (its REST front end takes no binary tensors), against ``oip-json copy``;
 * ``torchserve-png``: TorchServe (``torchserve`` and ``torch-model-archiver`` from PyPI, a JRE
-  from Debian) serving the zoo's ``target`` as TorchScript with a small image handler, batch 16,
-  5 ms delay, one worker: a raw ``image/png`` body to ``/predictions/target``.
+  from Debian) serving the target as TorchScript with a small image handler, batch 16, 5 ms
+  delay, one worker: a raw ``image/png`` body to ``/predictions/target``;
 * ``png-raw copy`` / ``png-form copy``: this server's upload route, raw ``image/png`` body and
-  multipart form, on the zoo's ``copy`` (the target's weights, no preprocessing).
-* ``oip copy`` / ``oip csrp``: the OIP binary tensor route (UINT8 [1, 28, 28, 1]), without and
-  with CSRP, with its defaults (CSRP inside the ONNX serving graph).
+  multipart form;
+* ``oip copy`` / ``oip-json copy`` / ``oip csrp``: the OIP route with binary tensors (UINT8
+  [1, 28, 28, 1]), with JSON, and binary with CSRP inside the ONNX serving graph;
 * ``oip csrp torch``: the same with ``--preprocess-in torch`` (CSRP as a torch transform before
-  ONNX Runtime, the previous path): the naive way, in the same run.
+  ONNX Runtime): the naive way, in the same run.
 
-Every point runs ``--duration`` seconds and the rounds interleave (round 1: every target at every
-concurrency, then round 2 ...), so drift hits all targets alike. Printed: requests/s and p99 per
-point (range over rounds), and the ratios the serving issue asks for. A target whose peer is not
-installed (no wrk: nothing runs; no TorchServe or java: its rows) is skipped with one line.
-Everything shares this machine's cores: compare numbers within one run only.
+Peers run from their own virtual environments under ``build/peers/`` (``triton``: made from
+Debian's ``/usr/bin/python3.11`` with ``nvidia-pytriton onnxruntime numpy``; ``mlserver``:
+``mlserver==1.7.1 "uvloop<0.22" onnxruntime numpy``); a peer that is not installed is skipped
+with one line. Every point runs ``--duration`` seconds and the rounds interleave (round 1: every
+target at every concurrency, then round 2 ...), so drift hits all targets alike. Printed:
+requests/s and p99 per point (range over rounds), the ratios, and the model-alone ceiling
+(ONNX Runtime on the graph, batch 32, both cores) with each server's share of it at the
+highest concurrency. Everything shares this machine's cores: compare numbers within one run.
 """
 
 from __future__ import annotations
@@ -185,6 +196,105 @@ class TorchServe:
                 self.process.kill()
 
 
+# ---- Triton and MLServer ---------------------------------------------------------------------
+
+PEERS = ROOT / "build" / "peers"
+
+
+class PeerProcess:
+    """A peer server run by its own virtual environment's python; ready when ``probe`` answers
+    200."""
+
+    def __init__(self, command: list[str], probe: str, work: Path, env: dict | None = None,
+                 cwd: Path | None = None) -> None:
+        self.command, self.probe, self.work = command, probe, work
+        self.env, self.cwd = env, cwd
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 240.0) -> PeerProcess:
+        log = (self.work / f"{Path(self.command[1]).stem}.log").open("wb")
+        self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
+                                        cwd=self.cwd or self.work,
+                                        env={**os.environ, **(self.env or {})},
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.command[1]} exited: see {log.name}")
+            try:
+                if httpx.get(self.probe, timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"{self.command[1]} not ready within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+
+
+def triton(entry: Path, work: Path) -> tuple[PeerProcess, str] | None:
+    python = PEERS / "triton" / "bin" / "python"
+    if not python.exists():
+        print(f"skip: Triton rows ({python} missing: see this file's docstring)")
+        return None
+    port = free_port()
+    peer = PeerProcess([str(python), str(ROOT / "benchmarks" / "peers" / "triton_copy.py"),
+                        str(entry.resolve()), str(port)],
+                       f"http://127.0.0.1:{port}/v2/models/{entry.name}/ready", work)
+    return peer, f"http://127.0.0.1:{port}/v2/models/{entry.name}/infer"
+
+
+def mlserver(entry: Path, work: Path) -> tuple[PeerProcess, str] | None:
+    binary = PEERS / "mlserver" / "bin" / "mlserver"
+    if not binary.exists():
+        print(f"skip: MLServer rows ({binary} missing: see this file's docstring)")
+        return None
+    port = free_port()
+    folder = work / "mlserver"
+    (folder / entry.name).mkdir(parents=True)
+    shutil.copy(ROOT / "benchmarks" / "peers" / "mlserver_runtime.py", folder / "runtime.py")
+    (folder / "settings.json").write_text(json.dumps({
+        "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
+        "host": "127.0.0.1", "parallel_workers": 0, "debug": False}))
+    (folder / entry.name / "model-settings.json").write_text(json.dumps({
+        "name": entry.name, "implementation": "runtime.OnnxLabels", "max_batch_size": 64,
+        "max_batch_time": 0.002, "parameters": {"uri": str((entry / "model.onnx").resolve())}}))
+    peer = PeerProcess([str(binary), "start", str(folder)],
+                       f"http://127.0.0.1:{port}/v2/models/{entry.name}/ready", work,
+                       env={"PYTHONPATH": str(folder)}, cwd=folder)
+    return peer, f"http://127.0.0.1:{port}/v2/models/{entry.name}/infer"
+
+
+def model_ceiling(entry: Path, batch: int = 32, seconds: float = 5.0) -> float:
+    """Images/s of the ONNX graph alone (ONNX Runtime, every core, batch ``batch``)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(entry / "model.onnx"), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    images = np.random.default_rng(0).random((batch, 1, 28, 28), dtype=np.float32)
+    for _ in range(20):
+        session.run(None, {name: images})
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        session.run(None, {name: images})
+        done += batch
+    return done / (time.perf_counter() - started)
+
+
+def oip_json_body(array: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps({"inputs": [{"name": "images", "shape": [1, 28, 28, 1],
+                                   "datatype": "UINT8",
+                                   "data": array.reshape(-1).tolist()}]}).encode()
+    return body, {"Content-Type": "application/json"}
+
+
 # ---- wrk --------------------------------------------------------------------------------------
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
@@ -238,7 +348,12 @@ def summarise(points: list[dict], targets: list[str], levels: list[int]) -> dict
 
 
 def ratios(table: dict, levels: list[int]) -> dict[str, dict[int, float]]:
-    pairs = {"png raw / TorchServe png": ("png-raw copy", "torchserve-png"),
+    pairs = {"OIP binary / Triton (same body)": ("oip copy", "triton oip-binary"),
+             "OIP binary, baseline / Triton": ("oip copy (baseline)", "triton oip-binary"),
+             "OIP JSON, baseline / MLServer": ("oip-json copy (baseline)", "mlserver oip-json"),
+             "OIP binary / baseline": ("oip copy", "oip copy (baseline)"),
+             "OIP JSON / MLServer (same body)": ("oip-json copy", "mlserver oip-json"),
+             "png raw / TorchServe png": ("png-raw copy", "torchserve-png"),
              "png form / TorchServe png": ("png-form copy", "torchserve-png"),
              "OIP binary / TorchServe png": ("oip copy", "torchserve-png"),
              "CSRP on / off (OIP, graph)": ("oip csrp", "oip copy"),
@@ -272,6 +387,12 @@ def markdown(table: dict, ratio: dict, levels: list[int], meta: dict) -> str:
     for label, row in ratio.items():
         lines.append(f"| {label} | " + " | ".join(f"{row[c]:.2f}" if c in row else "-"
                                                   for c in levels) + " |")
+    if meta.get("model_ceiling_images_per_s"):
+        lines += ["", f"The graph alone (ONNX Runtime, batch 32, every core): "
+                      f"{meta['model_ceiling_images_per_s']:.0f} images/s. Share of it at "
+                      f"c={meta['ceiling_share_at_c']} (one image per request): "
+                  + ", ".join(f"{name} {share:.0%}" for name, share in
+                              meta["ceiling_share"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -282,6 +403,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--out", default="results/peer")
+    parser.add_argument("--baseline", default=None, metavar="CHECKOUT",
+                        help="another checkout of this project (e.g. `git worktree add ../before "
+                             "COMMIT`): its server is measured too, on the OIP bodies")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     wrk = find_tool("wrk")
@@ -314,6 +438,27 @@ def main() -> int:
                 "oip csrp torch": (f"{naive.url}/v2/models/csrp/infer",
                                    lua_script(work, "oip-csrp-torch", oip, oip_headers)),
             }
+            json_body, json_headers = oip_json_body(array)
+            if args.baseline:
+                before = LocalServer(repository, "--models", "copy", threads=None,
+                                     checkout=args.baseline).start()
+                peers.append(before)
+                targets["oip copy (baseline)"] = (f"{before.url}/v2/models/copy/infer",
+                                                  lua_script(work, "oip-b", oip, oip_headers))
+                targets["oip-json copy (baseline)"] = (
+                    f"{before.url}/v2/models/copy/infer",
+                    lua_script(work, "oip-json-b", *oip_json_body(array)))
+            targets["oip-json copy"] = (f"{ours.url}/v2/models/copy/infer",
+                                        lua_script(work, "oip-json", json_body, json_headers))
+            for make, name, script in ((triton, "triton oip-binary", ("oip", oip, oip_headers)),
+                                       (mlserver, "mlserver oip-json",
+                                        ("json", json_body, json_headers))):
+                made = make(repository / "copy", work)
+                if made is not None:
+                    peer, url = made
+                    peers.append(peer.start())
+                    targets[name] = (url, lua_script(work, f"peer-{script[0]}", script[1],
+                                                     script[2]))
             missing = [tool for tool in ("torchserve", "torch-model-archiver", "java")
                        if not find_tool(tool)]
             if missing:
@@ -339,8 +484,14 @@ def main() -> int:
                 peer.stop()
     table = summarise(points, list(targets), levels)
     ratio = ratios(table, levels)
+    ceiling = model_ceiling(repository / "copy")
+    top = max(levels)
+    shares = {name: round(row[top]["rps_mean"] / ceiling, 3) for name, row in table.items()
+              if top in row}
     meta = {"command": "python benchmarks/bench_peer.py " + " ".join(sys.argv[1:]),
             "rounds": args.rounds, "duration": args.duration, "cpus": os.cpu_count(),
+            "model_ceiling_images_per_s": round(ceiling, 1), "ceiling_share_at_c": top,
+            "ceiling_share": shares,
             "wrk": subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.strip()
             .splitlines()[0] if wrk else None}
     text = markdown(table, ratio, levels, meta)

@@ -55,19 +55,22 @@ class LocalServer:
     """
 
     def __init__(self, repository: str | Path, *args: str, port: int | None = None,
-                 threads: int | None = 1, quiet: bool = True) -> None:
+                 threads: int | None = 1, quiet: bool = True,
+                 checkout: str | Path | None = None) -> None:
         # absolute: the child runs in ROOT, wherever the caller is
         self.repository, self.args = Path(repository).resolve(), args
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.threads, self.quiet = threads, quiet
         self.process: subprocess.Popen[bytes] | None = None
+        #: the checkout whose server runs (another version of this project, for comparisons)
+        self.checkout = Path(checkout).resolve() if checkout else ROOT
 
     def start(self, timeout: float = 180.0) -> LocalServer:
         # The flags alone define the server: inherited CSRP_SERVER_* settings are dropped.
         env = {"CSRP_COMPILE": "0", **{k: v for k, v in os.environ.items()
                                        if not k.startswith("CSRP_SERVER_")},
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(self.checkout),
                                                            os.environ.get("PYTHONPATH")]))}
         command = [sys.executable, "-m", "server", "--repository", str(self.repository),
                    "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
@@ -76,7 +79,7 @@ class LocalServer:
             command += ["--workers-threads", str(self.threads)]
         self.process = subprocess.Popen(
             [*command, *self.args],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL if self.quiet else None,
+            cwd=self.checkout, env=env, stdout=subprocess.DEVNULL if self.quiet else None,
             stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         deadline = time.monotonic() + timeout
