@@ -54,6 +54,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
         self._head_count = 0
+        self._head_pending = False
         self._refusal: tuple[int, str] | None = None
 
     # ---- the deadline ----------------------------------------------------------------------
@@ -84,11 +85,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         # The parent's body, with one more branch: a callback below refused the head (httptools
         # wraps the callback's exception in HttpParserCallbackError, which the parent would
-        # answer with a generic 400).
+        # answer with a generic 400). A head still incomplete after this data arms the deadline
+        # (a request whose head arrives in one piece, the usual case, never creates a timer).
         self._unset_keepalive_if_required()
         self._refusal = None
         try:
             self.parser.feed_data(data)
+            if self._head_pending:
+                self._arm_head_timer()
         except httptools.HttpParserCallbackError:
             if self._refusal is None:
                 raise
@@ -105,7 +109,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_bytes = self._head_count = 0
-        self._arm_head_timer()
+        self._head_pending = True
 
     def on_url(self, url: bytes) -> None:
         if len(self.url) + len(url) > self.max_url_bytes:
@@ -123,6 +127,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        self._head_pending = False
         self._disarm_head_timer()
         super().on_headers_complete()
 
