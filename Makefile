@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup data test lint demo zoo zoo-models wheelhouse edge-image clean-venv
+.PHONY: setup data test lint demo zoo zoo-models wheelhouse wheelhouse-gpu pins edge-image compose-smoke clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -113,10 +113,24 @@ zoo/fingerprints-di/di.safetensors: zoo/target/config.json
 	  --out $@
 
 
-# Every wheel the edge image installs, for builds without network (podman on these machines;
-# any air-gapped build): docker build --build-arg PIP_NO_INDEX=1 -f docker/edge.Dockerfile .
-wheelhouse: $(STAMP)
-	$(PY) -m pip download -q -d docker/wheels -r docker/edge-requirements.txt "setuptools>=77" wheel
+# Every wheel the images install, for builds without network (podman on these machines; any
+# air-gapped build): the pinned lists (docker/requirements-*.txt, the versions the tests ran
+# with) downloaded by plain pip, no project venv needed. `make pins` rewrites the lists from
+# the dev environment after a dependency change.
+WHEEL_PYTHON ?= $(PYTHON)
+wheelhouse:
+	$(WHEEL_PYTHON) -m pip download -q -d docker/wheels -r docker/requirements-edge.txt \
+	  -r docker/requirements-client.txt "setuptools>=77" wheel
+
+# The CUDA server image's wheels (several GB): only for `docker-compose.gpu.yml` offline.
+wheelhouse-gpu:
+	$(WHEEL_PYTHON) -m pip download -q -d docker/wheels -r docker/requirements-gpu.txt \
+	  "setuptools>=77" wheel
+
+pins: $(STAMP)
+	$(PY) docker/pin.py client > docker/requirements-client.txt
+	$(PY) docker/pin.py edge > docker/requirements-edge.txt
+	$(PY) docker/pin.py gpu,train > docker/requirements-gpu.txt
 
 # The torch-free edge image (docker, or podman with CONTAINER=podman); docker/smoke.sh runs it.
 CONTAINER ?= docker
@@ -124,6 +138,11 @@ edge-image: wheelhouse
 	$(CONTAINER) build $(if $(filter podman,$(CONTAINER)),--format docker) --build-arg PIP_NO_INDEX=1 \
 	  -f docker/edge.Dockerfile \
 	  -t csrp-edge .
+
+# docker compose up for real: build both images, bring the stack up, check the verdicts, take
+# it down (docker, or podman + podman-compose: CONTAINER=podman).
+compose-smoke: wheelhouse
+	CONTAINER=$(CONTAINER) docker/compose-smoke.sh
 
 clean-venv:
 	rm -rf $(VENV)

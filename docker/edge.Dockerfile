@@ -1,23 +1,23 @@
-# The pirate's edge server: the same `python -m server`, without torch, CPU only.
+# The pirate's edge server: `python -m server` without torch, on the CPU (the compose default).
 #
-#   make wheelhouse                                   # optional: fills docker/wheels/ offline
-#   docker build -f docker/edge.Dockerfile -t csrp-edge .
-#   docker run --rm -p 8000:8000 -v "$PWD/zoo:/models:ro" \
+#   make wheelhouse                                  # once, on the host: docker/wheels/
+#   docker build -f docker/edge.Dockerfile --build-arg PIP_NO_INDEX=1 -t csrp-edge .
+#   docker run --rm -p 127.0.0.1:8000:8000 -v "$PWD/zoo:/models:ro" \
 #       -e CSRP_SERVER_MODELS=copy,csrp,csrp-ft,int8 csrp-edge
 #
 # An edge node serving one ResNet-20 needs ONNX Runtime, NumPy and FastAPI, nothing more: CSRP
 # runs inside the ONNX serving graph (models.onnx_serving) and its offsets come from a NumPy
 # stream that draws what torch would (models.csrp_tables), so --seed replays as on the full
 # image. What needs torch is refused at start-up with one line naming the model: the torch
-# backend and torch-only transforms (RDG). The project's dependency list names torch for the
-# owner's side, so the project is installed with --no-deps after docker/edge-requirements.txt.
+# backend and torch-only transforms (RDG).
 #
-# Offline builds: `make wheelhouse` downloads every wheel into docker/wheels/; build with
-# `--build-arg PIP_NO_INDEX=1` and pip installs from those alone (no network in the build).
+# Pinned: docker/requirements-edge.txt holds the versions the test suite ran with (written by
+# docker/pin.py); the project goes in with --no-deps on top. Offline: `make wheelhouse` fills
+# docker/wheels/ and --build-arg PIP_NO_INDEX=1 installs from it alone (no network in the build).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# ---- build: a virtual environment with the edge requirements and the project ------------------
+# ---- build: a virtual environment with the pinned requirements and the project ----------------
 FROM ${PYTHON_IMAGE} AS build
 ARG PIP_NO_INDEX=0
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -25,8 +25,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY docker/wheels/ /wheels/
-COPY docker/edge-requirements.txt /tmp/edge-requirements.txt
-RUN pip install -r /tmp/edge-requirements.txt "setuptools>=77" wheel
+COPY docker/requirements-edge.txt /tmp/requirements.txt
+RUN pip install -r /tmp/requirements.txt "setuptools>=77" wheel
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY models ./models

@@ -30,19 +30,25 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- build: a virtual environment with torch, onnxruntime-gpu and the project ----------------
+# Pinned: docker/requirements-gpu.txt (torch==2.14.1, torchvision==0.29.1, onnxruntime-gpu==1.31.1
+# and the rest as the tests ran them; docker/pin.py gpu,train). Offline: `make wheelhouse-gpu`
+# (several GB of CUDA wheels) and --build-arg PIP_NO_INDEX=1.
 FROM ${PYTHON_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ARG PIP_NO_INDEX=0
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_FIND_LINKS=/wheels PIP_NO_INDEX=${PIP_NO_INDEX}
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
+COPY docker/wheels/ /wheels/
 # Heavy, rarely changing layers first: the CUDA wheels come with torch.
-RUN pip install --upgrade pip \
- && pip install torch==2.14.1 torchvision==0.29.1 onnxruntime-gpu==1.31.1
+COPY docker/requirements-gpu.txt /tmp/requirements.txt
+RUN pip install -r /tmp/requirements.txt "setuptools>=77" wheel
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY models ./models
 COPY server ./server
 COPY verifier_client ./verifier_client
-RUN pip install . \
+RUN pip install --no-deps --no-build-isolation . \
  && python -c "import torch, onnxruntime; print('torch', torch.__version__, 'cuda', torch.version.cuda, '| onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers())"
 
 # ---- runtime ----------------------------------------------------------------------------------

@@ -1,52 +1,46 @@
-# The owner's verifier client (`python -m verifier_client`): CPU only, much slimmer than the server.
+# The owner's verifier client (`python -m verifier_client`) without torch: what the owner runs
+# against a suspect's API (verify, verify --adaptive, probe, calibrate against remote models,
+# report). Generating fingerprints and in-process studies need torch: `pip install '.[train]'`.
 #
-#   docker build -f docker/verifier.Dockerfile -t csrp-verifier .
-#   docker run --rm --network host -v "$PWD/zoo:/models:ro" csrp-verifier verify \
-#       --url http://127.0.0.1:8000 --model csrp --fingerprints /models/fingerprints \
-#       --calibration /models/calibration.json --repeats 20
+#   make wheelhouse                                  # once, on the host: docker/wheels/
+#   docker build -f docker/verifier.Dockerfile --build-arg PIP_NO_INDEX=1 -t csrp-verifier .
+#   docker run --rm --network host -v "$PWD/zoo:/zoo:ro" csrp-verifier verify \
+#       --url http://127.0.0.1:8000 --model csrp --adaptive --fingerprints /zoo/fingerprints \
+#       --calibration /zoo/calibration.json --eot-fingerprints /zoo/fingerprints-eot \
+#       --eot-calibration /zoo/calibration-eot.json --wait-ready 180
 #
-# Slimmer because the verifier needs no GPU: querying a server is HTTP, and the local work
-# (generating fingerprints, in-process matching, calibration against local independents) runs
-# well on a CPU.
-# - torch/torchvision are the CPU builds from the PyTorch CPU wheel index (about 0.7 GB less
-#   than torch alone from PyPI, and none of the ~3 GB of NVIDIA CUDA wheels PyPI's torch pulls).
-#   Same versions as the server (2.14.1 / 0.29.1), so tensors and transforms behave the same.
-# - onnxruntime (CPU, same 1.31.1 as the server's onnxruntime-gpu) replaces onnxruntime-gpu from
-#   the project's dependency list. It is installed *instead of* onnxruntime-gpu, never beside it
-#   (the two share the `onnxruntime` import name and the CPU one shadows the GPU one).
+# Pinned: docker/requirements-client.txt (the versions the tests ran with, docker/pin.py); the
+# project goes in with --no-deps on top. Offline with --build-arg PIP_NO_INDEX=1.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 
 # ---- build ------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
-ARG TORCH_CPU_INDEX
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ARG PIP_NO_INDEX=0
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_FIND_LINKS=/wheels PIP_NO_INDEX=${PIP_NO_INDEX}
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-RUN pip install --upgrade pip \
- && pip install --index-url "${TORCH_CPU_INDEX}" torch==2.14.1 torchvision==0.29.1
+COPY docker/wheels/ /wheels/
+COPY docker/requirements-client.txt /tmp/requirements.txt
+RUN pip install -r /tmp/requirements.txt "setuptools>=77" wheel
 WORKDIR /src
 COPY pyproject.toml README.md ./
-# The project's dependencies with onnxruntime-gpu swapped for the CPU onnxruntime (torch and
-# torchvision are already satisfied by the CPU builds), then the project itself without deps.
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write('\n'.join([d for d in deps if not d.startswith('onnxruntime-gpu')] + ['onnxruntime==1.31.1']) + '\n')" \
- && pip install -r /tmp/requirements.txt
 COPY models ./models
 COPY server ./server
 COPY verifier_client ./verifier_client
-RUN pip install --no-deps . \
- && python -c "import torch, onnxruntime, verifier_client.cli; assert not torch.cuda.is_available(); print('torch', torch.__version__, '| onnxruntime', onnxruntime.__version__)"
+RUN pip install --no-deps --no-build-isolation . \
+ && pip uninstall -y setuptools wheel \
+ && python -c "import importlib.util as u; assert u.find_spec('torch') is None and u.find_spec('onnxruntime') is None; import verifier_client.verification; print('verifier client, no torch')"
 
 # ---- runtime ----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="csrp-verifier" \
-      org.opencontainers.image.description="Fingerprint verifier client (CSRP testbed), CPU"
+      org.opencontainers.image.description="Fingerprint verifier client (CSRP testbed), no torch"
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    CSRP_COMPILE=0
+    PYTHONDONTWRITEBYTECODE=1
 RUN groupadd --system --gid 10001 csrp \
  && useradd --system --uid 10001 --gid csrp --create-home --home-dir /home/csrp csrp
 USER csrp

@@ -71,9 +71,29 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as error:
+        extra = missing_extra(error.name)
+        if extra is None:
+            raise
+        print(f"error: this command needs {error.name.split('.')[0]}, which this install does "
+              f"not have: pip install 'csrp-testbed[{extra}]'", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+#: Which extra of pyproject.toml brings an optional module (the small base installs none).
+EXTRAS = {"torch": "train", "torchvision": "train", "onnx": "train", "matplotlib": "studies",
+          "lime": "explain", "skimage": "explain", "sklearn": "explain", "ray": "ray",
+          "fastapi": "edge", "uvicorn": "edge", "onnxruntime": "edge", "prometheus_client": "edge",
+          "pydantic_settings": "edge", "PIL": "edge", "multipart": "edge", "jinja2": "studies",
+          "markdown": "studies"}
+
+
+def missing_extra(module: str | None) -> str | None:
+    """The extra that installs ``module`` (``None`` for a module no extra provides)."""
+    return EXTRAS.get((module or "").split(".")[0])
 
 
 def print_json(obj: object) -> None:

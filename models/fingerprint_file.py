@@ -2,7 +2,8 @@
 ``verifier_client.fingerprint_set`` (which validates the samples and knows how to score them)
 and the pirate's tools in ``models`` (``tune_defence``), so the file is parsed in one place.
 
-One safetensors file, never a pickle: tensors ``images``, ``labels`` and optional ``sources``;
+One safetensors file, never a pickle (read as NumPy arrays: no torch needed): tensors
+``images``, ``labels`` and optional ``sources``;
 the header's ``__metadata__`` holds ``format`` = ``csrp-fingerprint-set``, ``format_version`` =
 ``1`` and ``metadata``, a JSON object with at least ``REQUIRED_METADATA``.
 """
@@ -14,10 +15,10 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 from safetensors import SafetensorError
-from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
+from safetensors.numpy import load as load_tensors
+from safetensors.numpy import save as save_tensors
 
 from models.errors import UserError
 from models.files import PICKLE_MAGIC
@@ -32,14 +33,14 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 _MAX_HEADER = 100 * 1024 * 1024
 
 
-def encode(tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> bytes:
+def encode(tensors: dict[str, np.ndarray], metadata: dict[str, Any]) -> bytes:
     """The file's bytes (``ValueError``/``TypeError`` for metadata that is not JSON)."""
     header = {"format": FORMAT, "format_version": FORMAT_VERSION,
               "metadata": json.dumps(metadata, sort_keys=True, allow_nan=False)}
     return save_tensors(tensors, metadata=header)
 
 
-def decode(data: bytes, where: str = "<bytes>") -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def decode(data: bytes, where: str = "<bytes>") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """``(metadata, tensors)`` of a set file's bytes; any problem is one ``UserError`` line."""
     def bad(why: str) -> UserError:
         return UserError(f"{where}: not a valid fingerprint set file ({why})")
@@ -87,7 +88,7 @@ def decode(data: bytes, where: str = "<bytes>") -> tuple[dict[str, Any], dict[st
     return metadata, tensors
 
 
-def read(path: str | Path) -> tuple[bytes, dict[str, Any], dict[str, torch.Tensor]]:
+def read(path: str | Path) -> tuple[bytes, dict[str, Any], dict[str, np.ndarray]]:
     """``(bytes, metadata, tensors)`` of a set file: a regular file of sane size, decoded."""
     from models.files import read_regular_file
 

@@ -45,7 +45,8 @@ def read_set(path: Path) -> tuple[str, torch.Tensor, torch.Tensor]:
     from models import fingerprint_file
 
     _, metadata, tensors = fingerprint_file.read(path)
-    return str(metadata.get("method") or path.stem), tensors["images"], tensors["labels"]
+    return (str(metadata.get("method") or path.stem), torch.from_numpy(tensors["images"]),
+            torch.from_numpy(tensors["labels"]))
 
 
 def read_suite(items: Sequence[str | Path]) -> list[tuple[str, torch.Tensor, torch.Tensor]]:

@@ -28,6 +28,7 @@ from server.pipeline.served_model import plan_models
 from server.protocol.schemas import InferenceRequest
 from server.routers import (
     classify,
+    docs,
     health,
     infer,
     metrics,
@@ -52,7 +53,8 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
             manager.stop()
 
     app = FastAPI(title=SERVER_NAME, version=__version__, lifespan=lifespan,
-                  description="Label-only inference server (Open Inference Protocol subset).")
+                  description="Label-only inference server (Open Inference Protocol subset).",
+                  docs_url=None, redoc_url=None)  # served from local assets (routers.docs)
     app.state.settings = settings
     app.state.metrics = Metrics(settings.max_batch_size)
     # large bodies are decoded one per core at most, so the event loop keeps a share of the GIL
@@ -63,6 +65,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     # /v2/models/stats is not a model called "stats"
     for module in (infer, classify, health, server_metadata, statistics, models, metrics):
         app.include_router(module.router)
+    docs.install(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes,
                        max_json_bytes=settings.max_json_body_bytes,
                        timeout_s=settings.body_timeout_s, on_reject=_count_rejected(app))

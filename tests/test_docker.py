@@ -2,9 +2,11 @@
 
 - docker-compose.yml and docker-compose.gpu.yml (alone and merged) validate against the official
   Compose Specification schema (vendored: tests/data/README.md);
-- they are complete: services server + verifier, healthcheck, ports, read-only zoo mounts,
-  configuration by environment, the GPU reservation only in the override, the verifier waiting
-  for a healthy server and running a command the verifier CLI accepts;
+- they are complete: services server (the torch-free edge image) + verifier (the torch-free
+  client image), healthcheck, ports bound to 127.0.0.1, read-only zoo mounts, configuration by
+  environment, the CUDA image and the GPU reservation only in the override, every image built
+  offline from pinned lists, the verifier waiting for the server itself and running a command
+  the verifier CLI accepts, with a default model list the edge image serves;
 - the images' ENTRYPOINT + CMD, read from the Dockerfiles, run here as the container would run
   them (paths, host and port substituted), and the HEALTHCHECK command passes against the server
   they started.
@@ -33,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"
 COMPOSE = ROOT / "docker-compose.yml"
 GPU_OVERRIDE = ROOT / "docker-compose.gpu.yml"
-SERVER_DOCKERFILE = ROOT / "docker" / "server.Dockerfile"
+SERVER_DOCKERFILE = ROOT / "docker" / "server.Dockerfile"  # CUDA, the GPU override's
+EDGE_DOCKERFILE = ROOT / "docker" / "edge.Dockerfile"  # the default stack's server
 VERIFIER_DOCKERFILE = ROOT / "docker" / "verifier.Dockerfile"
 READY = "/v2/health/ready"
 
@@ -195,15 +198,16 @@ def compose() -> dict[str, Any]:
 def test_services_and_images(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {"server", "verifier"}
-    for name, dockerfile in (("server", SERVER_DOCKERFILE), ("verifier", VERIFIER_DOCKERFILE)):
+    for name, dockerfile in (("server", EDGE_DOCKERFILE), ("verifier", VERIFIER_DOCKERFILE)):
         build = services[name]["build"]
         assert (ROOT / build["context"] / build["dockerfile"]).resolve() == dockerfile
+        assert interpolate(build["args"])["PIP_NO_INDEX"] == "1"  # offline by default
 
 
 def test_server_port_healthcheck_and_environment(compose: dict[str, Any]) -> None:
     server = interpolate(compose["services"]["server"])
-    stage = dockerfile_stage(SERVER_DOCKERFILE)
-    assert "8000:8000" in server["ports"]
+    stage = dockerfile_stage(EDGE_DOCKERFILE)
+    assert "127.0.0.1:8000:8000" in server["ports"]  # published on loopback unless asked
     assert instruction(stage, "EXPOSE").split() == ["8000"]
     test = server["healthcheck"]["test"]
     assert test[0] == "CMD" and test[1:] == healthcheck_argv(stage)  # one check, two places
@@ -216,6 +220,18 @@ def test_server_port_healthcheck_and_environment(compose: dict[str, Any]) -> Non
     for key, value in raw_env.items():
         match = _VARIABLE.fullmatch(str(value))
         assert match and match["name"] == key and match["default"], (key, value)
+
+
+def test_the_default_models_are_ones_the_edge_image_serves(compose: dict[str, Any]) -> None:
+    """Every default model exists in the shipped zoo and needs no torch (ONNX with CSRP in the
+    graph or no preprocessing): the edge image refuses the others at start-up."""
+    from models.repository import load_config
+
+    names = interpolate(compose["services"]["server"]["environment"])["CSRP_SERVER_MODELS"]
+    for name in names.split(","):
+        config = load_config(ROOT / "zoo" / name)
+        assert config.backend == "onnx" and (config.preprocessing is None
+                                             or config.preprocessing["name"] == "csrp"), name
 
 
 def test_server_environment_defaults_are_valid_settings(
@@ -233,12 +249,12 @@ def test_server_environment_defaults_are_valid_settings(
 
 
 def test_zoo_mounted_read_only_not_baked(compose: dict[str, Any]) -> None:
-    for name in ("server", "verifier"):
-        assert bind_mounts(compose["services"][name]) == [("./zoo", "/models", True)], name
+    assert bind_mounts(compose["services"]["server"]) == [("./zoo", "/models", True)]
+    assert bind_mounts(compose["services"]["verifier"]) == [("./zoo", "/zoo", True)]
     ignored = (ROOT / ".dockerignore").read_text().split()
     for entry in (".venv", "build", "logs", "zoo", ".pytest_cache"):
         assert entry in ignored
-    for dockerfile in (SERVER_DOCKERFILE, VERIFIER_DOCKERFILE):
+    for dockerfile in (SERVER_DOCKERFILE, EDGE_DOCKERFILE, VERIFIER_DOCKERFILE):
         copied = [rest for key, rest in dockerfile_stage_all(dockerfile) if key == "COPY"]
         assert not any("zoo" in rest for rest in copied)
 
@@ -258,6 +274,7 @@ def test_gpu_reservation_only_in_the_override(compose: dict[str, Any]) -> None:
         assert "profiles" not in service, name  # `docker compose up` starts both
     override = load_yaml(GPU_OVERRIDE)
     assert set(override["services"]) == {"server"}
+    assert override["services"]["server"]["build"]["dockerfile"] == "docker/server.Dockerfile"
     devices = override["services"]["server"]["deploy"]["resources"]["reservations"]["devices"]
     assert [d["driver"] for d in devices] == ["nvidia"]
     assert "gpu" in devices[0]["capabilities"]
@@ -265,7 +282,9 @@ def test_gpu_reservation_only_in_the_override(compose: dict[str, Any]) -> None:
         "cuda"
 
 
-def test_verifier_waits_for_a_healthy_server_and_runs_verify(compose: dict[str, Any]) -> None:
+def test_verifier_waits_for_the_server_itself_and_runs_verify(compose: dict[str, Any]) -> None:
+    """The health condition stays for engines that honour it; the verifier also waits by
+    itself (podman-compose 1.x ignores service_healthy), then verifies adaptively."""
     import verifier_client.commands
     from models.cli_support import build_parser
 
@@ -277,28 +296,40 @@ def test_verifier_waits_for_a_healthy_server_and_runs_verify(compose: dict[str, 
     assert command[:3] == ["verify", "--url", "http://server:8000"]
     parser = build_parser("python -m verifier_client", "", verifier_client.commands)
     args = parser.parse_args(command)
-    assert (args.model, args.repeats) == ("csrp", 20)
-    assert args.fingerprints == ["/models/fingerprints"]
-    assert args.calibration == "/models/calibration.json"
+    assert (args.model, args.repeats, args.adaptive) == ("csrp", 20, True)
+    assert 0 < args.wait_ready <= 600
+    assert args.fingerprints == ["/zoo/fingerprints"]
+    assert args.calibration == "/zoo/calibration.json"
+    assert str(args.eot_calibration) == "/zoo/calibration-eot.json"
     custom = interpolate(verifier["command"], {"VERIFY_MODEL": "copy", "VERIFY_REPEATS": "5"})
     assert parser.parse_args(custom).model == "copy"
     assert parser.parse_args(custom).repeats == 5
 
 
-@pytest.mark.parametrize("dockerfile", [SERVER_DOCKERFILE, VERIFIER_DOCKERFILE],
+@pytest.mark.parametrize("dockerfile", [SERVER_DOCKERFILE, EDGE_DOCKERFILE, VERIFIER_DOCKERFILE],
                          ids=lambda p: p.name)
-def test_images_run_as_non_root(dockerfile: Path) -> None:
+def test_images_run_as_non_root_and_build_offline(dockerfile: Path) -> None:
     stage = dockerfile_stage(dockerfile)
     assert instruction(stage, "USER") not in ("root", "0", "0:0")
     text = dockerfile.read_text()
-    assert "torch==2.14.1" in text and "torchvision==0.29.1" in text
     assert "ARG PYTHON_IMAGE=python:3.11-" in text
+    assert "PIP_NO_INDEX" in text and "COPY docker/wheels/ /wheels/" in text
+
+
+@pytest.mark.parametrize(("dockerfile", "pins"), [(EDGE_DOCKERFILE, "requirements-edge.txt"),
+                                                  (VERIFIER_DOCKERFILE,
+                                                   "requirements-client.txt")],
+                         ids=["edge", "verifier"])
+def test_torch_free_images_install_the_tested_pins(dockerfile: Path, pins: str) -> None:
+    text = dockerfile.read_text()
+    assert f"COPY docker/{pins}" in text and "pip install --no-deps" in text
+    assert "torch" not in (ROOT / "docker" / pins).read_text()
+    assert "assert u.find_spec('torch') is None" in text  # the build itself checks
 
 
 def test_server_image_versions_and_command() -> None:
     text = SERVER_DOCKERFILE.read_text()
-    assert "pip install torch==2.14.1 torchvision==0.29.1 onnxruntime-gpu==1.31.1" in text
-    assert "pip install ." in text
+    assert "torch==2.14.1" in text and "onnxruntime-gpu==1.31.1" in text
     stage = dockerfile_stage(SERVER_DOCKERFILE)
     assert exec_form(instruction(stage, "ENTRYPOINT")) == ["python", "-m", "server"]
     assert exec_form(instruction(stage, "CMD")) == [
@@ -318,14 +349,14 @@ def _substitute(argv: list[str], values: dict[str, str]) -> list[str]:
 
 
 def test_server_entrypoint_serves_and_passes_its_healthcheck(tiny_repo: Path) -> None:
-    stage = dockerfile_stage(SERVER_DOCKERFILE)
+    stage = dockerfile_stage(EDGE_DOCKERFILE)
     port = free_port()
     argv = (exec_form(instruction(stage, "ENTRYPOINT"))
             + exec_form(instruction(stage, "CMD")))
     argv = _substitute(argv, {"--repository": str(tiny_repo), "--host": "127.0.0.1",
                               "--port": str(port)})
     env = container_env(stage)
-    assert env["CSRP_COMPILE"] == "0"
+    assert env["CSRP_SERVER_DEVICE"] == "cpu"
     health = as_local(healthcheck_argv(stage), port)
     # nothing listening yet: the healthcheck fails
     assert subprocess.run(health, env=env, capture_output=True, timeout=30).returncode != 0

@@ -42,9 +42,9 @@ import numpy as np
 from scipy import stats
 
 from models.atomic import write_json
+from models.config import Entry, as_entry
 from models.errors import UserError
 from models.provenance import code_version, utc_now
-from models.repository import Entry, as_entry
 from verifier_client.fingerprint_set import FingerprintSet
 from verifier_client.protocol import Protocol, member_text
 

@@ -99,6 +99,9 @@ def add_client_arguments(p: argparse.ArgumentParser) -> None:
     group.add_argument("--unreachable-after", type=positive_float, default=30.0, metavar="S",
                        help="give up once the server has not answered at all for S seconds "
                             "(circuit breaker; default 30)")
+    group.add_argument("--wait-ready", type=bounded_int(0, 3600), default=0, metavar="S",
+                       help="first wait up to S seconds for the server to be ready (a client "
+                            "started beside its server; default 0: no wait)")
 
 
 def client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -122,3 +125,18 @@ def add_eot_arguments(p: Any, default_zoo: str = "REPOSITORY") -> None:
     p.add_argument("--eot-calibration", type=Path, default=None, metavar="FILE",
                    help=f"their front-matched calibration (default "
                         f"{default_zoo}/calibration-eot.json)")
+
+
+def wait_for_server(args: argparse.Namespace) -> None:
+    """``--wait-ready S``: poll the server's readiness for up to S seconds (no-op for 0)."""
+    if not getattr(args, "wait_ready", 0):
+        return
+    import asyncio
+
+    from verifier_client.oip_client import OIPClient
+
+    async def wait() -> None:
+        async with OIPClient(args.url) as client:
+            await client.wait_ready(args.wait_ready)
+
+    asyncio.run(wait())

@@ -14,6 +14,11 @@ The metadata JSON holds at least ``method``, ``parameters``, ``target`` (path, n
 dataset, input shape and the target's lineage), ``seed``, ``code_version``,
 ``candidates_tried`` and ``created``. Files are written atomically (temporary name, then rename)
 and validated on load; any corrupt, truncated or inconsistent file is a one-line ``UserError``.
+
+The arrays are held as NumPy (``images_array``, ``labels_array``, ...), so the owner's HTTP
+commands (``verify``, ``probe``, remote ``calibrate``) run without torch; ``images``, ``labels``
+and ``sources`` give torch views of the same memory to the code that generates or matches
+in-process (torch is imported only then).
 """
 
 from __future__ import annotations
@@ -27,25 +32,37 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from models import fingerprint_file
 from models.atomic import write_bytes
+from models.config import ModelConfig
 from models.errors import UserError
 from models.fingerprint_file import REQUIRED_METADATA
-from models.repository import ModelConfig
 
 GRID_TOLERANCE = 1e-3  # |x * 255 - round(x * 255)| allowed in float32 (values are k / 255)
 
 
-def snap_to_grid(images: torch.Tensor) -> torch.Tensor:
-    """Round to the nearest 8-bit level: ``round(clamp(x, 0, 1) * 255) / 255`` (float32)."""
+def snap_to_grid(images: Any) -> Any:
+    """Round to the nearest 8-bit level: ``round(clamp(x, 0, 1) * 255) / 255`` (float32), for
+    a torch tensor (returned as one) or a NumPy array."""
+    if isinstance(images, np.ndarray):
+        return (np.round(np.clip(images, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+    import torch
+
     return torch.round(images.clamp(0.0, 1.0) * 255.0).div(255.0).to(torch.float32)
 
 
-def on_grid(images: torch.Tensor) -> bool:
-    scaled = images.to(torch.float64) * 255.0
-    return bool((scaled - scaled.round()).abs().max() <= GRID_TOLERANCE) if images.numel() else True
+def on_grid(images: Any) -> bool:
+    scaled = np.asarray(images, dtype=np.float64) * 255.0
+    return bool(np.abs(scaled - np.round(scaled)).max() <= GRID_TOLERANCE) if scaled.size \
+        else True
+
+
+def _numpy(value: Any) -> np.ndarray:
+    """A torch tensor (any device) or array-like as a contiguous NumPy array."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.ascontiguousarray(value)
 
 
 def target_metadata(path: str | Path | None, config: ModelConfig | None) -> dict[str, Any]:
@@ -58,7 +75,7 @@ def target_metadata(path: str | Path | None, config: ModelConfig | None) -> dict
     return info
 
 
-@dataclass
+@dataclass(init=False)
 class FingerprintSet:
     """``images`` float32 [N, C, H, W] on the 8-bit grid, ``labels`` int64 [N], ``metadata``.
 
@@ -68,37 +85,40 @@ class FingerprintSet:
     always a well-formed set.
     """
 
-    images: torch.Tensor
-    labels: torch.Tensor
+    images_array: np.ndarray
+    labels_array: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
-    sources: torch.Tensor | None = None
+    sources_array: np.ndarray | None = None
     path: Path | None = None
     sha256: str | None = None
 
-    def __post_init__(self) -> None:
-        self.images = self.images.detach().cpu().contiguous()
-        self.labels = self.labels.detach().cpu().contiguous()
-        if self.sources is not None:
-            self.sources = self.sources.detach().cpu().contiguous()
+    def __init__(self, images: Any, labels: Any, metadata: dict[str, Any] | None = None,
+                 sources: Any = None, path: Path | None = None,
+                 sha256: str | None = None) -> None:
+        self.images_array = _numpy(images)
+        self.labels_array = _numpy(labels)
+        self.metadata = {} if metadata is None else metadata
+        self.sources_array = None if sources is None else _numpy(sources)
+        self.path, self.sha256 = path, sha256
         problem = self._problem()
         if problem:
             raise UserError(f"invalid fingerprint set: {problem}")
 
     def _problem(self) -> str | None:
-        images, labels = self.images, self.labels
-        if images.dtype != torch.float32 or images.dim() != 4:
+        images, labels = self.images_array, self.labels_array
+        if images.dtype != np.float32 or images.ndim != 4:
             return f"images must be float32 [N, C, H, W], got {images.dtype} {list(images.shape)}"
         if images.shape[0] < 1 or any(s < 1 for s in images.shape):
             return f"images must be non-empty, got shape {list(images.shape)}"
-        if labels.dtype != torch.int64 or labels.shape != (images.shape[0],):
+        if labels.dtype != np.int64 or labels.shape != (images.shape[0],):
             return (f"labels must be int64 [{images.shape[0]}], got {labels.dtype} "
                     f"{list(labels.shape)}")
         if bool((labels < 0).any()):
             return "labels must be non-negative class indices"
-        if self.sources is not None and (self.sources.dtype != torch.int64
-                                         or self.sources.shape != labels.shape):
+        sources = self.sources_array
+        if sources is not None and (sources.dtype != np.int64 or sources.shape != labels.shape):
             return f"sources must be int64 [{labels.shape[0]}]"
-        if not bool(torch.isfinite(images).all()):
+        if not bool(np.isfinite(images).all()):
             return "images hold NaN or infinite values"
         if float(images.min()) < 0.0 or float(images.max()) > 1.0:
             low, high = float(images.min()), float(images.max())
@@ -114,9 +134,30 @@ class FingerprintSet:
             return f"unknown representation {name!r}"
         return REPRESENTATIONS.get(name).check(self)
 
+    # ---- torch views (the same memory; torch is imported only here) ------------------------
+    @property
+    def images(self) -> Any:
+        import torch
+
+        return torch.from_numpy(self.images_array)
+
+    @property
+    def labels(self) -> Any:
+        import torch
+
+        return torch.from_numpy(self.labels_array)
+
+    @property
+    def sources(self) -> Any:
+        if self.sources_array is None:
+            return None
+        import torch
+
+        return torch.from_numpy(self.sources_array)
+
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
-        return int(self.images.shape[0])
+        return int(self.images_array.shape[0])
 
     @property
     def n(self) -> int:
@@ -142,11 +183,11 @@ class FingerprintSet:
 
     @property
     def input_shape(self) -> list[int]:
-        return [int(s) for s in self.images.shape[1:]]
+        return [int(s) for s in self.images_array.shape[1:]]
 
-    def as_uint8(self) -> torch.Tensor:
+    def as_uint8(self) -> np.ndarray:
         """The images as they travel on the wire: uint8 [N, C, H, W] (exact, no rounding loss)."""
-        return torch.round(self.images * 255.0).to(torch.uint8)
+        return np.round(self.images_array * 255.0).astype(np.uint8)
 
     def check_input_shape(self, shape: list[int] | tuple[int, ...], what: str = "model") -> None:
         """``UserError`` unless ``shape`` ([C, H, W]) is this set's input shape."""
@@ -156,9 +197,9 @@ class FingerprintSet:
 
     # ------------------------------------------------------------------ file format
     def to_bytes(self) -> bytes:
-        tensors = {"images": self.images, "labels": self.labels}
-        if self.sources is not None:
-            tensors["sources"] = self.sources
+        tensors = {"images": self.images_array, "labels": self.labels_array}
+        if self.sources_array is not None:
+            tensors["sources"] = self.sources_array
         return fingerprint_file.encode(tensors, self.metadata)
 
     def save(self, path: str | Path) -> Path:
@@ -193,11 +234,6 @@ class FingerprintSet:
         data, _, _ = fingerprint_file.read(path)
         return cls.from_bytes(data, str(path), path.resolve())
 
-    @property
-    def labels_array(self) -> np.ndarray:
-        """``labels`` as a NumPy int64 array (what remote answers are compared with)."""
-        return self.labels.numpy()
-
     # ------------------------------------------------------------------ what is sent, scored
     @property
     def representation(self) -> str:
@@ -205,7 +241,7 @@ class FingerprintSet:
         return str(self.metadata.get("representation", "labels"))
 
     @functools.cached_property
-    def queries(self) -> torch.Tensor:
+    def queries(self) -> np.ndarray:
         """The images a verification sends, float32 ``[Q, C, H, W]`` on the 8-bit grid (the
         samples themselves, or e.g. a Blind Walk's steps around them)."""
         from verifier_client.representations import representation_of

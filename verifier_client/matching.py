@@ -89,7 +89,7 @@ def match_outcomes(model: _Predicts | LogitsFn, fset: FingerprintSet,
             raise UserError(f"{name} must be an integer >= 1, got {value!r}")
     labels_of = _labels_fn(model)
     generator = torch.Generator().manual_seed(seed)
-    images = fset.queries
+    images = torch.from_numpy(fset.queries)
     answers = []
     for _ in range(repeats * votes):
         batch = images if transform is None else transform(images, generator=generator)

@@ -678,6 +678,27 @@ class OIPClient:
                                          f"server (GET /v2/health/ready answered "
                                          f"{response.status_code})")
 
+    async def wait_ready(self, seconds: float, every_s: float = 1.0) -> None:
+        """Poll ``GET /v2/health/ready`` until it answers 200, at most ``seconds``
+        (:class:`ServerUnreachableError` after that): a client started beside its server (a
+        compose stack) waits for the models to load without relying on the engine's health
+        conditions."""
+        deadline = time.monotonic() + seconds
+        last = "no answer"
+        while True:
+            try:
+                async with asyncio.timeout(max(1.0, min(5.0, deadline - time.monotonic()))):
+                    response = await self._http.get("/v2/health/ready")
+                if response.status_code == 200:
+                    return
+                last = f"HTTP {response.status_code}"
+            except (httpx.TransportError, TimeoutError) as error:
+                last = type(error).__name__
+            if time.monotonic() + every_s > deadline:
+                raise ServerUnreachableError(f"{self.url} was not ready within {seconds:g} s "
+                                             f"({last})")
+            await asyncio.sleep(every_s)
+
     async def model_metadata(self, model: str) -> ModelMetadata:
         """``GET /v2/models/{model}``; :class:`ModelNotFoundError` on 404."""
         try:

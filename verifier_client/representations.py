@@ -36,7 +36,6 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from models.errors import UserError
 from models.registry import Registry
@@ -52,9 +51,9 @@ class Representation(ABC):
 
     name = ""
 
-    def queries(self, fset: FingerprintSet) -> torch.Tensor:
+    def queries(self, fset: FingerprintSet) -> np.ndarray:
         """Images to send, float32 ``[Q, C, H, W]`` on the 8-bit grid."""
-        return fset.images
+        return fset.images_array
 
     @abstractmethod
     def outcomes(self, fset: FingerprintSet, labels: np.ndarray) -> np.ndarray:
@@ -96,18 +95,21 @@ def walk_settings(fset: FingerprintSet) -> dict[str, Any]:
     return walk
 
 
-def walk_queries(images: torch.Tensor, directions: int, steps: int, step: float,
-                 seed: int) -> torch.Tensor:
+def walk_queries(images: Any, directions: int, steps: int, step: float, seed: int) -> np.ndarray:
     """``[P, C, H, W]`` points -> the points, then for each point, direction and step
     ``x + t * step * sign_direction`` snapped to the 8-bit grid: ``P * (1 + directions *
-    steps)`` images, point-major."""
-    generator = torch.Generator().manual_seed(seed)
-    signs = torch.randint(0, 2, (len(images), directions, *images.shape[1:]),
-                          generator=generator).float() * 2 - 1
-    t = torch.arange(1, steps + 1, dtype=torch.float32).view(1, 1, steps, 1, 1, 1)
-    walked = images[:, None, None] + t * step * signs[:, :, None]
-    walked = torch.round(walked.clamp(0, 1) * 255) / 255
-    return torch.cat([images[:, None], walked.flatten(1, 2)], dim=1).flatten(0, 1)
+    steps)`` images (float32), point-major. The signs come from a NumPy stream seeded by
+    ``seed``, so the queries are a pure function of the set."""
+    images = np.asarray(images, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    signs = rng.integers(0, 2, size=(len(images), directions, *images.shape[1:])) * 2 - 1
+    t = np.arange(1, steps + 1, dtype=np.float32).reshape(1, 1, steps, 1, 1, 1)
+    walked = images[:, None, None] + t * np.float32(step) * signs[:, :, None].astype(np.float32)
+    walked = (np.round(np.clip(walked, 0, 1) * 255) / 255).astype(np.float32)
+    points = images[:, None]
+    return np.concatenate([points, walked.reshape(len(images), directions * steps,
+                                                  *images.shape[1:])], axis=1).reshape(
+        -1, *images.shape[1:])
 
 
 def walk_distances(fset: FingerprintSet, labels: np.ndarray) -> np.ndarray:
@@ -126,9 +128,9 @@ def walk_distances(fset: FingerprintSet, labels: np.ndarray) -> np.ndarray:
 class Walk(Representation):
     name = "walk"
 
-    def queries(self, fset: FingerprintSet) -> torch.Tensor:
+    def queries(self, fset: FingerprintSet) -> np.ndarray:
         walk = walk_settings(fset)
-        return walk_queries(fset.images, int(walk["directions"]), int(walk["steps"]),
+        return walk_queries(fset.images_array, int(walk["directions"]), int(walk["steps"]),
                             float(walk["step"]), int(walk["seed"]))
 
     def outcomes(self, fset: FingerprintSet, labels: np.ndarray) -> np.ndarray:

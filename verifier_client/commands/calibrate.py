@@ -26,6 +26,7 @@ from verifier_client.cli_options import (
     client_kwargs,
     model_name,
     url_value,
+    wait_for_server,
 )
 
 RULES = ("conservative", "max", "fit")
@@ -119,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
     sources = [IndependentSource(path.name, path=path) for path in independent]
     sources += [IndependentSource(name, url=args.url, model=name) for name in args.models]
     sets = load_sets(args.fingerprints)
+    if args.url:
+        wait_for_server(args)
     document = calibrate(sets, sources, repeats=args.repeats, alpha=args.alpha, rule=args.rule,
                          seed=args.seed, client_options=client_kwargs(args),
                          progress=lambda name: print(f"measuring {name}", flush=True),

@@ -14,6 +14,7 @@ from verifier_client.cli_options import (
     client_kwargs,
     model_name,
     url_value,
+    wait_for_server,
 )
 
 EXAMPLES = [
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from verifier_client.probe import load_inputs, print_probe, probe
 
     options = client_kwargs(args)
+    wait_for_server(args)
     images = load_inputs(args.inputs_file) if args.inputs_file else None
     result = probe(args.url, args.model, images, trials=args.trials, count=args.samples,
                    seed=args.seed, **options)

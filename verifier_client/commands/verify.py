@@ -25,6 +25,7 @@ from verifier_client.cli_options import (
     client_kwargs,
     model_name,
     url_value,
+    wait_for_server,
 )
 
 RULES = ("conservative", "max", "fit")
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     options = client_kwargs(args)
+    wait_for_server(args)
     sets = load_sets(args.fingerprints)
     calibration = load_calibration(args.calibration)
     votes, repeats, adaptive = args.votes, args.repeats, None
