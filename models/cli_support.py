@@ -319,8 +319,9 @@ def add_transform_arguments(p: argparse.ArgumentParser, *, allow_none: bool,
     none = " or none" if allow_none else ""
     p.add_argument("--transform", default=None, metavar="SPEC",
                    required=not allow_none and default_help is None,
-                   help=f"preprocessing: a registered transform (csrp, rdg, ...){none}, its "
-                        "options inline, e.g. 'csrp(sigma=1.23, p=6)'"
+                   help="preprocessing: a registered transform (csrp, rdg, jpeg, median, "
+                        f"bitdepth, noise, ...){none}, its options inline, e.g. "
+                        "'csrp(sigma=1.23, p=6)'"
                         + (f" ({default_help})" if default_help else ""))
     for key, (kind, text) in TRANSFORM_FLAGS.items():
         p.add_argument("--" + key.replace("_", "-"), dest=f"transform_{key}", type=kind,

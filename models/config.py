@@ -21,6 +21,7 @@ MODEL_VERSION = "1"
 MAX_CHANNELS, MAX_SIDE = 4, 4096
 MODEL_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")  # used with fullmatch
 CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE = "config.json", "model.safetensors", "model.onnx"
+DETECTOR_FILE = "detector.safetensors"
 #: The names of an entry graph's one input and one output (model.onnx).
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
@@ -45,6 +46,16 @@ class Lineage(BaseModel):
     created: str = Field(default_factory=utc_now)
 
 
+class DetectorConfig(BaseModel):
+    """A query detector served after the model (``models.detector``; its fitted statistics are
+    the entry's ``detector.safetensors``): flagged queries get the runner-up label."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["mahalanobis"] = "mahalanobis"
+    fpr: float = Field(gt=0, lt=1)
+    answer: Literal["runner-up"] = "runner-up"
+
+
 class ModelConfig(BaseModel):
     """``config.json`` of a repository entry."""
 
@@ -58,6 +69,7 @@ class ModelConfig(BaseModel):
     mean: list[float]
     std: list[float]
     preprocessing: dict[str, Any] | None = None
+    detector: DetectorConfig | None = None
     backend: Literal["onnx", "torch"] = "onnx"
     metrics: dict[str, Any] = Field(default_factory=dict)
     lineage: Lineage = Field(default_factory=Lineage)

@@ -31,7 +31,7 @@ def derive_config(parent: ModelConfig, parent_ref: str, name: str, modification:
     lineage = Lineage(parent=parent_ref, modification=modification, parameters=parameters,
                       seed=seed)
     return parent.model_copy(update={"name": name, "lineage": lineage, "metrics": {},
-                                     "preprocessing": preprocessing})
+                                     "preprocessing": preprocessing, "detector": None})
 
 
 def finalize_entry(out: Path, model: nn.Module, config: ModelConfig, test: ImageData,

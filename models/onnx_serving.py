@@ -17,6 +17,9 @@ and ``--seed`` replay. ONNX Runtime then runs preprocessing and model in one ses
 whichever execution provider the session has, and the logits never leave the graph.
 
 Without preprocessing the graph is the model plus the argmax, with ``input`` as its one input.
+With ``output="logits"`` the argmax is left out and the graph returns the logits (float32
+[N, K], output ``logits``): the server needs them for an entry with a query detector
+(``models.detector``), which it applies to them before anything is answered.
 """
 
 from __future__ import annotations
@@ -104,13 +107,16 @@ def csrp_prefix(input_shape: tuple[int, int, int], sigma: float, p: int,
 
 
 def serving_graph(model_bytes: bytes, input_shape: tuple[int, int, int],
-                  csrp: tuple[float, int] | None) -> bytes:
+                  csrp: tuple[float, int] | None, output: str = "label") -> bytes:
     """The serialised serving graph for an entry's ``model.onnx`` (see module doc).
 
-    ``csrp`` is ``(sigma, p)`` or ``None`` (no preprocessing). Raises ``ValueError`` when the
-    model graph is not the entry contract (inputs ``input``, output ``logits``) or its opset
-    is below ``MIN_OPSET``.
+    ``csrp`` is ``(sigma, p)`` or ``None`` (no preprocessing); ``output`` is ``"label"``
+    (default: int64 ``label``) or ``"logits"`` (float32 ``logits``). Raises ``ValueError`` when
+    the model graph is not the entry contract (inputs ``input``, output ``logits``) or its
+    opset is below ``MIN_OPSET``.
     """
+    if output not in ("label", "logits"):
+        raise ValueError(f"output must be 'label' or 'logits'; got {output!r}")
     model = onnx.load_model_from_string(model_bytes)
     inputs = [i.name for i in model.graph.input
               if i.name not in {init.name for init in model.graph.initializer}]
@@ -130,9 +136,17 @@ def serving_graph(model_bytes: bytes, input_shape: tuple[int, int, int],
     else:
         logits = OUTPUT_NAME
     graph = model.graph
-    graph.node.append(helper.make_node("ArgMax", [logits], [LABEL_NAME], axis=1, keepdims=0,
-                                       name="label/argmax"))
     del graph.output[:]
-    graph.output.append(helper.make_tensor_value_info(LABEL_NAME, TensorProto.INT64, ["batch"]))
+    if output == "logits":
+        if logits != OUTPUT_NAME:
+            graph.node.append(helper.make_node("Identity", [logits], [OUTPUT_NAME],
+                                               name="logits/out"))
+        graph.output.append(helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT,
+                                                          ["batch", "classes"]))
+    else:
+        graph.node.append(helper.make_node("ArgMax", [logits], [LABEL_NAME], axis=1,
+                                           keepdims=0, name="label/argmax"))
+        graph.output.append(helper.make_tensor_value_info(LABEL_NAME, TensorProto.INT64,
+                                                          ["batch"]))
     onnx.checker.check_model(model)
     return model.SerializeToString()

@@ -4,6 +4,9 @@ Both take float32 [N, C, H, W] in [0, 1] and return logits (for the owner's whit
 and in-process studies) or labels. The server builds its backends on these; the verifier uses
 them for in-process matching rates. ``preprocessing`` is *not* applied here: callers compose
 it explicitly (``models.transforms.build_transform``), so the same predictor serves both.
+``load_served_predictor`` adds what the server applies after the model: an entry's query
+detector (``models.detector``), whose flagged rows come back with their two largest logits
+swapped (the runner-up label, as served).
 """
 
 from __future__ import annotations
@@ -87,6 +90,37 @@ class OnnxPredictor:
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         return self.logits(images).argmax(1)
+
+
+class AnsweringPredictor:
+    """A predictor whose logits are the detector's answer (``Detector.answer``): what the
+    server's label for every query is the argmax of."""
+
+    def __init__(self, inner: Predictor, detector: object) -> None:
+        self.inner, self.detector = inner, detector
+        self.config, self.backend, self.device = inner.config, inner.backend, inner.device
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        raw = self.inner.logits(images)
+        answered = self.detector.answer(raw.detach().cpu().numpy())  # type: ignore[attr-defined]
+        return torch.from_numpy(answered).to(raw.device)
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.logits(images).argmax(1)
+
+
+def load_served_predictor(path: str | Path | Entry, backend: str | None = None,
+                          device: str | torch.device = "cpu") -> Predictor:
+    """``load_predictor``, behind the entry's query detector when its config names one."""
+    from models.config import DETECTOR_FILE
+    from models.detector import load_detector
+
+    entry = as_entry(path)
+    predictor = load_predictor(entry, backend, device)
+    if entry.config.detector is None:
+        return predictor
+    detector = load_detector(entry.path / DETECTOR_FILE, entry.config.num_classes)
+    return AnsweringPredictor(predictor, detector)
 
 
 def load_predictor(path: str | Path | Entry, backend: str | None = None,

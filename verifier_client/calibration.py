@@ -283,7 +283,7 @@ def local_rates(entry: Path | Entry, sets: Sequence[FingerprintSet], repeats: in
     spec) when given, else through the entry's own preprocessing (built by
     ``models.transforms.build_transform``, as the server builds it), with ``votes`` per
     fingerprint, averaged over ``repeats`` seeded draws. A deterministic model is asked once."""
-    from models.runtime import load_predictor
+    from models.runtime import load_served_predictor
     from models.transforms import build_transform
     from verifier_client.matching import match_outcomes
 
@@ -296,13 +296,13 @@ def local_rates(entry: Path | Entry, sets: Sequence[FingerprintSet], repeats: in
             transform.check_fits(config.input_shape)
     except ValueError as error:
         raise UserError(f"{path}: preprocessing {error}") from None
-    predictor = load_predictor(entry)
+    predictor = load_served_predictor(entry)
     rates = []
     for fset in sets:
         if list(fset.images.shape[1:]) != list(config.input_shape):
             raise UserError(f"{fset.name}: images are {list(fset.images.shape[1:])} "
                             f"[C, H, W] but {path.name} takes {config.input_shape}")
-        randomized = transform is not None
+        randomized = transform is not None and transform.randomized
         outcomes = match_outcomes(predictor, fset, transform, repeats if randomized else 1,
                                   seed, votes if randomized else 1)
         rates.append(float(outcomes.double().mean()))

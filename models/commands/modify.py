@@ -1,4 +1,4 @@
-"""``python -m models modify {int8,prune,ftal,distill}``: pirate variants of an entry.
+"""``python -m models modify {int8,prune,ftal,distill,detector}``: pirate variants of an entry.
 
 Each writes a new repository entry (atomically) whose lineage names the parent; the dataset and
 labels come from the parent's config. Bad input (unknown parent, pickled weights, --out equal to
@@ -15,6 +15,7 @@ from models.cli_support import (
     Example,
     HelpFormatter,
     alias,
+    cli_transform,
     examples_epilog,
     fraction,
     out_entry,
@@ -32,6 +33,9 @@ EXAMPLES = [
             "--lr 0.01 --seed 7 --out build/examples/repo/ftal"),
     Example("python -m models modify distill --from zoo/target --arch resnet20 --epochs 2 "
             "--seed 501 --out build/examples/repo/kd", note="a label-only student"),
+    Example("python -m models modify detector --from zoo/target --fpr 0.01 --samples 500 "
+            "--out build/examples/repo/detector", cheap=True,
+            note="answers queries unlike clean data with the runner-up label"),
 ]
 DEFAULT_CALIBRATION = 512
 DEFAULT_LR = 0.01
@@ -100,6 +104,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="peak learning rate (default 0.1)")
     d.set_defaults(run=run_distill)
 
+    g = kind("detector", "the same weights behind a query detector fitted on clean data only")
+    _common(g)
+    g.add_argument("--fpr", type=fraction, default=0.01, metavar="RATE",
+                   help="clean false-positive rate the threshold guarantees, in (0, 1) "
+                   "(default 0.01)")
+    g.add_argument("--fraction", type=fraction, default=0.05,
+                   help="share of the training set the pirate holds, in (0, 1] (default 0.05)")
+    g.add_argument("--transform", default=None, metavar="SPEC",
+                   help="the front the detector sits behind, e.g. 'csrp(sigma=1.23, p=6)' "
+                   "(default: the parent's preprocessing)")
+    g.add_argument("--repeats", type=positive_int, default=3,
+                   help="front draws for the accuracy metrics (default 3)")
+    g.set_defaults(run=run_detector)
+
 
 def _prepare(args: argparse.Namespace, weights: bool = True) -> Any:
     """Every check that can fail on user input, before data is loaded or anything written."""
@@ -128,6 +146,30 @@ def _summary(args: argparse.Namespace, config: Any, seconds: float,
             "test_top1": metrics.get("test_top1"),
             **{k: metrics[k] for k in keys if k in metrics},
             "test_samples": metrics.get("test_samples"), "seconds": round(seconds, 1)}
+
+
+def run_detector(args: argparse.Namespace) -> int:
+    from models.errors import UserError
+    from models.modify import detector_entry
+
+    if args.fpr >= 1:
+        raise UserError(f"--fpr must be in (0, 1); got {args.fpr}")
+    config = _prepare(args, weights=False)
+    transform = cli_transform(args.transform)
+    if transform is not None:
+        try:
+            transform.check_fits(config.input_shape)
+        except ValueError as error:
+            raise UserError(f"bad transform: {error}") from None
+    spec = None if transform is None else transform.spec()
+    train, test = _data(config, args, "train"), _data(config, args, "test")
+    started = time.perf_counter()
+    result = detector_entry(args.parent, args.out, train, test, fpr=args.fpr,
+                            fraction=args.fraction, transform=spec, seed=args.seed,
+                            repeats=args.repeats)
+    print_json(_summary(args, result, time.perf_counter() - started, (
+        "transform_top1", "served_top1", "clean_flagged")))
+    return 0
 
 
 def run_int8(args: argparse.Namespace) -> int:

@@ -5,7 +5,9 @@ and a function writing a new repository entry with lineage:
 * ``prune_entry`` (``prune``): global L1 magnitude pruning at rate r, made permanent;
 * ``ftal_entry`` (``ftal``): fine-tuning of all layers on a seeded data fraction; ``finetune``
   is the reusable loop (a CSRP-adapting pirate passes its transform);
-* ``distill_entry`` (``distill``): a fresh student trained on the parent's labels alone.
+* ``distill_entry`` (``distill``): a fresh student trained on the parent's labels alone;
+* ``detector_entry`` (``detector``): the same weights behind a query detector fitted on clean
+  data, answering flagged queries wrongly (``models.modify.detect``).
 
 Entry functions take ``(parent, out, ...)`` paths plus in-memory data, refuse ``out == parent``
 and return the written ``ModelConfig``; metrics always include the parent's accuracy and the
@@ -13,6 +15,7 @@ label agreement with it on the same test samples.
 """
 
 from models.modify.base import Evaluation, evaluate, resolve_parent
+from models.modify.detect import detector_entry
 from models.modify.distill import distill_entry, relabel
 from models.modify.finetune import DEFAULT_LR, check_ftal, finetune, ftal_entry
 from models.modify.prune import check_rate, prune_entry, prune_model, sparsity
@@ -29,6 +32,7 @@ __all__ = [
     "Evaluation",
     "check_ftal",
     "check_rate",
+    "detector_entry",
     "distill_entry",
     "evaluate",
     "finetune",

@@ -16,6 +16,14 @@ spec that rebuilds the transform), ``extra_repr``, and the input checks.
 ``set_kernel(name)`` lets callers ask for a cheaper kernel where a transform has several (CSRP);
 the default ignores it. Any run replays exactly from its saved params or its seed.
 
+Two class-level facts serve the studies that compare fronts (``fronts``, ``stability``):
+``randomized`` says whether the same input can get different outputs (a deterministic front such
+as median smoothing draws nothing; ``probe`` cannot see it and ``verify --adaptive`` treats its
+suspect as deterministic), and ``strength_spec(s)`` maps a strength ``s`` in ``[0, 1]`` to a spec
+whose clean accuracy does not rise with ``s`` (``None``: the transform has no such knob), so one
+search matches any transform's accuracy to CSRP's. A transform that draws nothing subclasses
+:class:`DeterministicTransform` and implements ``transform(images)`` alone.
+
 Register a transform with ``@register_transform("name")`` (``models.transforms.registry``);
 dropping the file into ``models/transforms/`` is all it takes, the package imports every module
 in it.
@@ -31,7 +39,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-__all__ = ["REQUIRED", "Option", "RandomTransform", "check_generator", "check_images"]
+__all__ = ["REQUIRED", "DeterministicTransform", "Option", "RandomTransform",
+           "check_generator", "check_images"]
 
 
 class _Required:
@@ -116,6 +125,14 @@ class RandomTransform(nn.Module, metaclass=ABCMeta):
 
     name: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
+    #: whether the same input can get different outputs (see the module doc)
+    randomized: ClassVar[bool] = True
+
+    @classmethod
+    def strength_spec(cls, strength: float) -> dict[str, Any] | None:
+        """The spec at ``strength`` in ``[0, 1]`` (0 mildest; accuracy non-increasing in it),
+        or ``None`` when the transform has no single knob (default)."""
+        return None
 
     @abstractmethod
     def generate_params(self, batch_shape: Sequence[int],
@@ -150,3 +167,27 @@ class RandomTransform(nn.Module, metaclass=ABCMeta):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{o.name}={getattr(self, o.name)!r}" for o in self.options)
+
+
+class DeterministicTransform(RandomTransform):
+    """Base of a transform that draws nothing (median smoothing, bit-depth reduction): its
+    params are ``{}`` and ``transform(images)`` is what subclasses implement."""
+
+    randomized: ClassVar[bool] = False
+
+    @abstractmethod
+    def transform(self, images: Tensor) -> Tensor:
+        """The deterministic output for checked ``images``."""
+
+    def generate_params(self, batch_shape: Sequence[int],
+                        generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Nothing to draw: ``{}``."""
+        check_batch_shape(batch_shape)
+        return {}
+
+    def apply_params(self, images: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """``transform(images)``; ``params`` must be ``{}``."""
+        images = check_images(images)
+        if not isinstance(params, dict) or params:
+            raise ValueError(f"{self.name} takes no params: give {{}}")
+        return self.transform(images)

@@ -186,6 +186,12 @@ class RDG(RandomTransform):
         self.distort_limit = float(distort_limit)
         self.num_cells = num_cells
 
+    @classmethod
+    def strength_spec(cls, strength: float) -> dict[str, object]:
+        """``distort_limit = 0.95 * strength`` (``stability``'s search range), 10 cells."""
+        return {"name": "rdg", "distort_limit": round(0.95 * float(strength), 5),
+                "num_cells": 10}
+
     def generate_params(self, batch_shape: Sequence[int],
                         generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """``{"xsteps", "ysteps"}``: float64 ``[N, num_cells]`` on the CPU."""

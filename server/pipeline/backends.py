@@ -10,7 +10,8 @@ preprocessing fits the serving graph do not come here (``GraphPipeline``, no tor
   the CPU the event loop needs.
 * ``TorchBackend``: ``models.runtime.TorchPredictor`` (eager module, ``inference_mode``).
 
-Logits never leave a backend: ``labels`` returns the argmax only.
+Logits never leave the server: ``labels`` returns the argmax; ``logits`` (float32 NumPy on the
+CPU) feeds an entry's query detector, which turns them into labels in the same process.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Backend(Protocol):
 
     def labels(self, images: torch.Tensor) -> np.ndarray: ...
 
+    def logits(self, images: torch.Tensor) -> np.ndarray: ...
+
 
 class TorchBackend:
     name = "torch"
@@ -50,6 +53,10 @@ class TorchBackend:
     def labels(self, images: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
             return self._predictor.model(images).argmax(1).cpu().numpy()
+
+    def logits(self, images: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return self._predictor.model(images).float().cpu().numpy()
 
 
 class OnnxBackend:
@@ -79,12 +86,16 @@ class OnnxBackend:
 
     def labels(self, images: torch.Tensor) -> np.ndarray:
         if self._io_binding:
-            return self._labels_cuda(images)
-        array = np.ascontiguousarray(images.detach().cpu().numpy())
-        logits = self.session.run([OUTPUT_NAME], {INPUT_NAME: array})[0]
-        return logits.argmax(1).astype(np.int64)
+            return self._logits_cuda(images).argmax(1).cpu().numpy()
+        return self.logits(images).argmax(1).astype(np.int64)
 
-    def _labels_cuda(self, images: torch.Tensor) -> np.ndarray:
+    def logits(self, images: torch.Tensor) -> np.ndarray:
+        if self._io_binding:
+            return self._logits_cuda(images).cpu().numpy()
+        array = np.ascontiguousarray(images.detach().cpu().numpy())
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: array})[0]
+
+    def _logits_cuda(self, images: torch.Tensor) -> torch.Tensor:
         images = images.contiguous()
         index = images.device.index or 0
         logits = torch.empty((images.shape[0], self.num_classes), dtype=torch.float32,
@@ -97,7 +108,7 @@ class OnnxBackend:
         torch.cuda.current_stream(images.device).synchronize()  # torch wrote the input
         self.session.run_with_iobinding(binding)
         binding.synchronize_outputs()
-        return logits.argmax(1).cpu().numpy()
+        return logits
 
 
 def load_backend(path: Path, config: ModelConfig, backend: str, device: torch.device,

@@ -12,6 +12,9 @@ Two kinds, chosen at planning (``served_model.plan_model``):
   backend (``server.pipeline.backends``). torch is imported only here.
 
 Both record ``preprocessing_runs``: ``"onnx-graph"``, ``"torch"`` or ``None`` (no preprocessing).
+An entry with a query detector (``models.detector``, NumPy) has its logits come out of the model
+run and the detector turn them into labels (flagged queries get the runner-up class); on either
+pipeline, so the edge server runs it without torch. Logits stay in the process.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from models.config import ONNX_FILE, ModelConfig
+from models.config import ONNX_FILE, OUTPUT_NAME, ModelConfig
 from models.csrp_tables import TorchCompatibleOffsets
+from models.detector import Detector
 from models.errors import UserError
 from server.pipeline.onnx_session import onnx_session
 
@@ -51,19 +55,23 @@ class GraphPipeline:
     platform = "onnxruntime_onnx"
 
     def __init__(self, path: Path, config: ModelConfig, csrp: tuple[float, int] | None,
-                 device: str, threads: int | None, strict: bool) -> None:
+                 device: str, threads: int | None, strict: bool,
+                 detector: Detector | None = None) -> None:
         from models.onnx_serving import LABEL_NAME, OFFSETS_NAME, serving_graph
 
         onnx_path = path / ONNX_FILE
+        self.detector = detector
         try:
-            graph = serving_graph(onnx_path.read_bytes(), config.input_shape, csrp)
+            graph = serving_graph(onnx_path.read_bytes(), config.input_shape, csrp,
+                                  output="label" if detector is None else "logits")
         except (OSError, ValueError) as error:
             raise UserError(f"{onnx_path}: cannot build the serving graph ({error})") from None
         self.session = onnx_session(graph, device, threads, strict)
         self.providers: list[str] = list(self.session.get_providers())
         self.p = None if csrp is None else csrp[1]
         self.preprocessing_runs = None if csrp is None else "onnx-graph"
-        self._label, self._offsets = LABEL_NAME, OFFSETS_NAME
+        self._label = LABEL_NAME if detector is None else OUTPUT_NAME
+        self._offsets = OFFSETS_NAME
 
     def new_stream(self, seed: int | None) -> TorchCompatibleOffsets:
         return TorchCompatibleOffsets(seed)
@@ -72,7 +80,8 @@ class GraphPipeline:
         feed = {"input": images}
         if self.p is not None:
             feed[self._offsets] = stream.draw(images.shape[0], self.p)
-        return self.session.run([self._label], feed)[0], 0.0  # ArgMax gives int64 already
+        out = self.session.run([self._label], feed)[0]  # ArgMax gives int64 already
+        return (out if self.detector is None else self.detector.labels(out)), 0.0
 
     def thread_init(self) -> None:
         pass
@@ -83,7 +92,7 @@ class TorchPipeline:
 
     def __init__(self, path: Path, config: ModelConfig, backend: str,
                  preprocessing: dict[str, Any] | None, device: str, threads: int | None,
-                 strict: bool) -> None:
+                 strict: bool, detector: Detector | None = None) -> None:
         import torch
 
         from models.transforms import build_transform
@@ -103,6 +112,7 @@ class TorchPipeline:
         self.platform = self.backend.platform
         self.providers = list(self.backend.providers)
         self.preprocessing_runs = None if preprocessing is None else "torch"
+        self.detector = detector
 
     def new_stream(self, seed: int | None) -> Any:
         import secrets
@@ -120,6 +130,8 @@ class TorchPipeline:
             with torch.inference_mode():
                 batch = self.transform(batch, generator=stream)
         prepared = time.perf_counter() - start
+        if self.detector is not None:
+            return self.detector.labels(self.backend.logits(batch)), prepared
         return self.backend.labels(batch), prepared
 
     def thread_init(self) -> None:
@@ -128,9 +140,11 @@ class TorchPipeline:
 
 def load_pipeline(path: Path, config: ModelConfig, backend: str, runs_in: str | None,
                   csrp: tuple[float, int] | None, device: str, threads: int | None,
-                  strict: bool) -> Pipeline:
+                  strict: bool, detector: Detector | None = None) -> Pipeline:
     """The pipeline the plan chose: the graph one for ``runs_in`` "onnx-graph" or an ONNX
-    entry without preprocessing (``csrp`` None), else the torch one."""
+    entry without preprocessing (``csrp`` None), else the torch one; either ends in
+    ``detector`` when given."""
     if backend == "onnx" and (runs_in == "onnx-graph" or config.preprocessing is None):
-        return GraphPipeline(path, config, csrp, device, threads, strict)
-    return TorchPipeline(path, config, backend, config.preprocessing, device, threads, strict)
+        return GraphPipeline(path, config, csrp, device, threads, strict, detector)
+    return TorchPipeline(path, config, backend, config.preprocessing, device, threads, strict,
+                         detector)

@@ -33,6 +33,7 @@ import numpy as np
 
 from models.config import (
     CONFIG_FILE,
+    DETECTOR_FILE,
     MODEL_VERSION,
     ONNX_FILE,
     WEIGHTS_FILE,
@@ -41,6 +42,7 @@ from models.config import (
     load_config,
 )
 from models.csrp_tables import csrp_spec
+from models.detector import Detector, load_detector
 from models.errors import UserError
 from server.core.config import Settings
 from server.core.errors import UnavailableError
@@ -66,6 +68,8 @@ class ModelPlan:
     preprocessing_runs: str | None = None
     #: (sigma, p) when CSRP runs in the graph
     csrp: tuple[float, int] | None = None
+    #: the entry's query detector, loaded and checked at planning (``models.detector``)
+    detector: Detector | None = None
 
 
 def check_inside(repository: Path, path: Path, name: str) -> None:
@@ -83,7 +87,7 @@ def plan_model(settings: Settings, name: str) -> ModelPlan:
     path = entry_dir(settings.repository, name)
     if not settings.allow_symlinks:
         check_inside(settings.repository, path, name)
-        for file in (CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE):
+        for file in (CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE, DETECTOR_FILE):
             if (path / file).exists() or (path / file).is_symlink():
                 check_inside(settings.repository, path / file, name)
     try:
@@ -93,6 +97,12 @@ def plan_model(settings: Settings, name: str) -> ModelPlan:
     backend = resolve_backend(path, config, settings.backend)
     if backend == "onnx":
         check_onnx(path / ONNX_FILE, config, name)
+    detector = None
+    if config.detector is not None:
+        try:
+            detector = load_detector(path / DETECTOR_FILE, config.num_classes)
+        except UserError as error:
+            raise UserError(f"model {name!r}: {error}") from None
     spec = config.preprocessing
     in_graph = backend == "onnx" and (spec is None or (settings.preprocess_in == "graph"
                                                        and spec.get("name") == "csrp"))
@@ -104,16 +114,16 @@ def plan_model(settings: Settings, name: str) -> ModelPlan:
                         "preprocessing)")
     try:
         if spec is None:
-            return ModelPlan(name, path, config, backend, None)
+            return ModelPlan(name, path, config, backend, None, detector=detector)
         if in_graph:
             csrp = csrp_spec(spec, config.input_shape)  # checked without torch
-            return ModelPlan(name, path, config, backend, spec, "onnx-graph", csrp)
+            return ModelPlan(name, path, config, backend, spec, "onnx-graph", csrp, detector)
         from models.transforms import build_transform  # torch: only for torch preprocessing
 
         build_transform(spec).check_fits(config.input_shape)
     except ValueError as error:
         raise UserError(f"model {name!r}: bad preprocessing in config.json: {error}") from None
-    return ModelPlan(name, path, config, backend, spec, "torch")
+    return ModelPlan(name, path, config, backend, spec, "torch", detector=detector)
 
 
 def check_onnx(file: Path, config: ModelConfig, name: str) -> None:
@@ -207,7 +217,8 @@ class ServedModel:
         self.pipeline = load_pipeline(plan.path, self.config, plan.backend,
                                       plan.preprocessing_runs, plan.csrp, self.device,
                                       self.settings.workers_threads,
-                                      strict=self.settings.device != "auto")
+                                      strict=self.settings.device != "auto",
+                                      detector=plan.detector)
         self._stream = self.pipeline.new_stream(self.settings.seed)
         if self.settings.warmup_delay_s:
             stop.wait(self.settings.warmup_delay_s)  # testing hook: slow warm-up
@@ -223,9 +234,11 @@ class ServedModel:
         self.batcher.start()
         self._ready.set()
         self.metrics.ready.set(1)
-        log.info("model %s ready (backend %s, providers %s, preprocessing %s in %s)", self.name,
-                 self.plan.backend, ",".join(self.pipeline.providers), self.plan.preprocessing,
-                 self.pipeline.preprocessing_runs)
+        log.info("model %s ready (backend %s, providers %s, preprocessing %s in %s%s)",
+                 self.name, self.plan.backend, ",".join(self.pipeline.providers),
+                 self.plan.preprocessing, self.pipeline.preprocessing_runs,
+                 "" if plan.detector is None else
+                 f", query detector at clean fpr {plan.detector.fpr:g}")
 
     def _warm_up(self) -> None:
         """Run the whole pipeline at batch 1 and at the max batch size on zeros, with a

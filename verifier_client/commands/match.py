@@ -67,13 +67,13 @@ def chosen_spec(args: argparse.Namespace, own: dict[str, Any] | None
 
 def run(args: argparse.Namespace) -> int:
     from models.atomic import write_json
-    from models.runtime import load_predictor
+    from models.runtime import load_served_predictor
     from models.transforms import build_transform
     from verifier_client.fingerprint_set import FingerprintSet
     from verifier_client.matching import matching_rates
 
     fset = FingerprintSet.load(args.fingerprints)
-    predictor = load_predictor(args.model, args.backend)
+    predictor = load_served_predictor(args.model, args.backend)
     fset.check_input_shape(predictor.config.input_shape, f"model {args.model}")
     spec, origin = chosen_spec(args, predictor.config.preprocessing)
     try:

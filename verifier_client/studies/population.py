@@ -31,8 +31,9 @@ def local_outcomes(entry: Entry, sets: Sequence[FingerprintSet], repeats: int,
                    front: dict | None = None) -> dict[str, np.ndarray]:
     """``method -> bool [repeats, N]`` for one entry, in-process behind its preprocessing, or
     behind ``front`` (a transform spec) instead when given (with ``votes`` K, each repeat
-    scores the modal label of K queries)."""
-    from models.runtime import load_predictor
+    scores the modal label of K queries), and behind its query detector if it has one. A
+    deterministic path is measured once and its row repeated."""
+    from models.runtime import load_served_predictor
     from models.transforms import build_transform
     from verifier_client.matching import match_outcomes
 
@@ -42,14 +43,14 @@ def local_outcomes(entry: Entry, sets: Sequence[FingerprintSet], repeats: int,
             transform.check_fits(entry.config.input_shape)
     except ValueError as error:
         raise UserError(f"{entry.path}: preprocessing {error}") from None
-    predictor = load_predictor(entry)
+    predictor = load_served_predictor(entry)
     found = {}
     for fset in sets:
         if list(fset.images.shape[1:]) != list(entry.config.input_shape):
             raise UserError(f"{fset.name}: images are {list(fset.images.shape[1:])} [C, H, W] "
                             f"but {entry.name} takes {entry.config.input_shape}")
-        if transform is None:
-            once = match_outcomes(predictor, fset, None, 1, seed).numpy()
+        if transform is None or not transform.randomized:
+            once = match_outcomes(predictor, fset, transform, 1, seed).numpy()
             found[fset.method] = np.repeat(once, repeats, axis=0)
         else:
             found[fset.method] = match_outcomes(predictor, fset, transform, repeats, seed,

@@ -122,6 +122,17 @@ def decide_suspect(outcomes: Outcomes, path: VerificationPath, alpha: float, dec
     return decision
 
 
+def is_randomized(spec: dict[str, Any] | None) -> bool:
+    """Whether a suspect served behind ``spec`` answers at random (what ``probe`` detects over
+    HTTP): a registered transform that draws parameters; deterministic ones (median smoothing,
+    bit-depth reduction) and a query detector do not."""
+    if spec is None:
+        return False
+    from models.transforms import transform_class
+
+    return transform_class(spec.get("name")).randomized
+
+
 @dataclass(frozen=True)
 class Validation:
     """What to validate: the plain path, the front path (``None``: randomized suspects cannot
@@ -142,7 +153,7 @@ class Validation:
               leave_out: str | None = None) -> dict[str, Any]:
         """Measure and decide one suspect served behind ``front`` (or its own preprocessing)."""
         spec = front if front is not None else entry.config.preprocessing
-        path = self.path_for(spec is not None)
+        path = self.path_for(is_randomized(spec))
         if path is None:
             return {"verdict": "refused", "path": None,
                     "reason": "randomized, and no front-matched calibration was given"}
@@ -168,7 +179,7 @@ def validate(zoo: Path, validation: Validation, heldout: Sequence[str],
         groups[f"heldout behind {label}"] = {"front": front, "kind": "heldout",
                                              "models": decisions}
         loo = {}
-        path = validation.path_for(front is not None)
+        path = validation.path_for(is_randomized(front))
         if path is not None:
             for name in calibration:
                 loo[name] = validation.judge(Entry.load(zoo / name), front, leave_out=name)
