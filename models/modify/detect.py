@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.adapt import accuracy_under, as_transform
 from models.atomic import atomic_dir, write_json
 from models.config import CONFIG_FILE, DETECTOR_FILE, ONNX_FILE, WEIGHTS_FILE, DetectorConfig
 from models.datasets import ImageData
@@ -70,6 +69,8 @@ def detector_entry(parent: str | Path, out: str | Path, train: ImageData, test: 
                    repeats: int = 3) -> Any:
     """Fit the detector, measure it on ``test`` and write the entry (module doc); returns the
     written ``ModelConfig``."""
+    from models.adapt import accuracy_under, as_transform  # adapt imports models.modify
+
     started = time.perf_counter()
     parent, out = Path(parent), Path(out)
     parent_config, parent_ref = resolve_parent(parent, out)

@@ -22,7 +22,9 @@ mix three architectures, so validation shows what that choice costs other innoce
 Attack categories: ``unmodified``, ``quantization``, ``pruning``, ``fine-tuning``,
 ``csrp-data-free``, ``csrp-fine-tuned``, ``rdg-fine-tuned``, ``combined`` (a modification
 followed by CSRP), and ``distillation-<queries>``: fresh students trained on the labels the
-target answers (label-only extraction), split by what the extractor queried (``QUERY_SOURCES``).
+target answers (label-only extraction), split by what the extractor queried (``QUERY_SOURCES``),
+and ``query-detector``: the target's weights behind a query detector fitted on clean data
+(``models.modify.detect``), alone and behind CSRP.
 Entries that are only ever queried ship as ONNX alone.
 """
 
@@ -32,10 +34,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ROLES = ("target", "calibration-negative", "heldout-negative", "positive")
-KINDS = ("train", "copy", "int8", "prune", "ftal", "adapt", "distill")
+KINDS = ("train", "copy", "int8", "prune", "ftal", "adapt", "distill", "detector")
 
 #: CSRP setting of the zoo, chosen from the sweep in results/sweep/ (see its README).
 ZOO_CSRP = {"name": "csrp", "sigma": 1.23, "p": 6}
+#: The detecting pirates' stated clean false-positive rate (models.detector)
+DETECTOR_FPR = 0.01
 #: A weaker CSRP (the paper's CIFAR-10 setting) and a stronger one (a larger random shift).
 ZOO_CSRP_WEAK = {"name": "csrp", "sigma": 1.16, "p": 3}
 ZOO_CSRP_STRONG = {"name": "csrp", "sigma": 1.3, "p": 8}
@@ -188,5 +192,9 @@ def default_plan(calibration: int = CALIBRATION_NEGATIVES) -> list[PlanEntry]:
                 transform=ZOO_CSRP, epochs=0),
         _pirate("kd-resnet20-1-csrp", "combined", "adapt", parent="kd-resnet20-1",
                 seed=PIRATE_SEED, transform=ZOO_CSRP, epochs=0),
+        _pirate("detector", "query-detector", "detector", seed=PIRATE_SEED,
+                fpr=DETECTOR_FPR),
+        _pirate("detector-csrp", "query-detector", "detector", seed=PIRATE_SEED,
+                fpr=DETECTOR_FPR, transform=ZOO_CSRP),
     ]
     return plan

@@ -16,7 +16,7 @@ from models.entries import derive_config, finalize_entry, train_to_entry
 from models.errors import UserError
 from models.extraction import served_labels
 from models.local_server import LocalServer
-from models.modify import distill_entry, ftal_entry, prune_entry, quantize_entry
+from models.modify import detector_entry, distill_entry, ftal_entry, prune_entry, quantize_entry
 from models.repository import load_config, load_model
 from models.training import TrainSettings
 from models.zoo import queries
@@ -158,6 +158,17 @@ def _distill(entry: PlanEntry, zoo: Path, data: ZooData) -> None:
                   parameters=recipe, labels=labels, labels_from=labels_from)
 
 
+def _detector(entry: PlanEntry, zoo: Path, data: ZooData) -> None:
+    """The detecting pirate: the parent's weights behind a query detector fitted on its clean
+    share (``models.modify.detect``), behind ``params["transform"]`` when given."""
+    assert entry.parent is not None and entry.seed is not None
+    transform = entry.params.get("transform")
+    detector_entry(zoo / entry.parent, zoo / entry.name, data.train, data.test,
+                   fpr=float(entry.params["fpr"]),
+                   fraction=float(entry.params.get("fraction", PIRATE_FRACTION)),
+                   transform=dict(transform) if transform else None, seed=entry.seed)
+
+
 STEPS: dict[str, Callable[[PlanEntry, Path, ZooData], None]] = {
     "train": _train, "copy": _copy, "int8": _int8, "prune": _prune, "ftal": _ftal,
-    "adapt": _adapt, "distill": _distill}
+    "adapt": _adapt, "distill": _distill, "detector": _detector}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from models.config import DETECTOR_FILE
 from models.errors import UserError
 from models.repository import ONNX_FILE, WEIGHTS_FILE, load_config
 from models.runtime import load_predictor
@@ -37,10 +38,13 @@ def test_build_derives_pirates_skips_existing_and_slims(tmp_path: Path, tiny_rep
     shutil.copytree(tiny_repo / "target", zoo / "target")
     shutil.copytree(tiny_repo / "indep-1", zoo / "indep-01")
     record = build_zoo(zoo, 1, only=["target", "indep-01", "copy", "prune-0.1",
-                                                  "csrp"])
+                                                  "csrp", "detector"])
     assert record["target"]["status"] == "existing"
     assert record["indep-01"]["status"] == "existing"
-    assert {record[n]["status"] for n in ("copy", "prune-0.1", "csrp")} == {"built"}
+    assert {record[n]["status"] for n in ("copy", "prune-0.1", "csrp", "detector")} \
+        == {"built"}
+    assert (zoo / "detector" / DETECTOR_FILE).is_file()  # slimming keeps the detector
+    assert load_config(zoo / "detector").detector is not None
     for name in ("copy", "prune-0.1", "csrp", "indep-01"):
         assert (zoo / name / ONNX_FILE).is_file()
         assert not (zoo / name / WEIGHTS_FILE).exists(), name
