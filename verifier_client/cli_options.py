@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,17 @@ def model_name(value: str) -> str:
 
 def alpha_value(value: str) -> float:
     return checked_number(value, float, lambda v: 0.0 < v < 1.0, "in (0, 1)")
+
+
+def utc_time(value: str) -> datetime:
+    """An argparse type: an ISO 8601 time with its zone (``2026-11-01T00:00:00Z``), as UTC."""
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give the time zone (e.g. a trailing Z): {value!r}")
+    return when.astimezone(UTC)
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:

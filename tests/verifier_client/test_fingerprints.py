@@ -91,8 +91,12 @@ def sets(target, seeds, pools) -> dict[str, FingerprintSet]:
     return {method: generate(method, target, seeds, pools) for method in METHODS}
 
 
-def test_registry_lists_all_six():
-    assert list_methods() == sorted(METHODS)
+def test_registry_lists_every_method_and_the_cli_knows_them():
+    from verifier_client.commands.generate import METHODS as CLI_METHODS
+
+    label_only, claimant = ["akh", "di", "sac-m"], ["transfer"]
+    assert list_methods() == sorted([*METHODS, *label_only, *claimant])
+    assert list(CLI_METHODS) == list_methods()  # the torch-free --help's list
     assert list_methods("rce*") == ["rce", "rce-gm", "rce-lt"]
     assert method_parameters("ipguard")["k"] == 5.0
     assert method_parameters("cae")["eps"] == 0.01

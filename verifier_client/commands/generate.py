@@ -19,7 +19,7 @@ from models.cli_support import (
 )
 from models.errors import UserError
 
-METHODS = ("akh", "cae", "di", "ipguard", "rce", "rce-gm", "rce-lt", "sac-m", "vce")
+METHODS = ("akh", "cae", "di", "ipguard", "rce", "rce-gm", "rce-lt", "sac-m", "transfer", "vce")
 #: AKH, SAC-m and DI draw from the owner's half of the test split; the other half is the
 #: pirate's (``models.zoo.plan.PIRATE_TEST_ROWS``).
 OWNER_SEED_SAMPLES = 5000
@@ -59,8 +59,7 @@ def param_value(text: str) -> tuple[str, Any]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = add_command(subparsers, "generate", "generate a fingerprint set for a target model",
                     "Generate N fingerprint samples that the target labels as recorded, after "
-                    "8-bit quantisation (methods: akh, cae, di, ipguard, rce, rce-gm, rce-lt, "
-                    "sac-m, vce; "
+                    f"8-bit quantisation (methods: {', '.join(METHODS)}; "
                     "--list-methods prints each one's parameters and defaults).", EXAMPLES)
     p.add_argument("--list-methods", action="store_true",
                    help="print every registered method with its parameters and exit")

@@ -5,6 +5,8 @@ and overall at a family-wise false-accusation rate of at most alpha."""
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from models.cli_support import (
     CommaList,
@@ -15,6 +17,7 @@ from models.cli_support import (
     output_file,
     positive_int,
 )
+from models.errors import UserError
 from verifier_client.cli_options import (
     MAX_REPEATS,
     MAX_VOTES,
@@ -25,6 +28,7 @@ from verifier_client.cli_options import (
     client_kwargs,
     model_name,
     url_value,
+    utc_time,
     wait_for_server,
 )
 
@@ -92,6 +96,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_eot_arguments(adaptive, "zoo")
     p.add_argument("--rule", choices=RULES, default=None,
                    help="threshold rule of the legacy threshold verdict column")
+    claims = p.add_argument_group("committed claims (verifier_client.commitment)")
+    claims.add_argument("--commitments", type=Path, default=None, metavar="REGISTRY",
+                        help="require every set used to be committed in this registry "
+                        "(python -m verifier_client commit)")
+    claims.add_argument("--committed-before", type=utc_time, default=None, metavar="TIME",
+                        help="and committed before this UTC time (ISO 8601, e.g. the "
+                        "suspect's release: 2026-11-01T00:00:00Z)")
     p.add_argument("--json", dest="json_out", type=output_file, default=None, metavar="FILE",
                    help="write the report (docs/design.md 3.6) here, atomically")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -111,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         write_report,
     )
 
+    if args.committed_before is not None and args.commitments is None:
+        raise UserError("--committed-before needs --commitments")
     options = client_kwargs(args)
     wait_for_server(args)
     sets = load_sets(args.fingerprints)
@@ -129,6 +142,16 @@ def run(args: argparse.Namespace) -> int:
                                              choice.repeats)
         adaptive = choice.describe()
         print(choice.message, flush=True)
+    commitments = None
+    if args.commitments is not None:
+        from verifier_client.commitment import check_committed
+
+        found = check_committed(list(sets), args.commitments, args.committed_before)
+        commitments = [json.loads(c.model_dump_json()) for c in found]
+        print(f"committed: {len(found)} set(s) to model {found[0].model} "
+              f"(sha256 {found[0].model_sha256[:12]}), the latest "
+              f"{max(c.committed for c in found).isoformat()}", flush=True)
+
     decision = VerifyOptions(alpha=args.alpha, decide_by=args.decide_by,
                              min_success=args.min_success, seed=args.seed, repeats=repeats,
                              budget=args.budget, rule=args.rule, votes=votes,
@@ -137,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
                     show_progress=not args.quiet, **options)
     if adaptive is not None:
         report["adaptive"] = adaptive
+    if commitments is not None:
+        report["commitments"] = commitments
     print_report(report)
     if args.json_out:
         write_report(args.json_out, report)

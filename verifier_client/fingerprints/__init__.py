@@ -6,8 +6,9 @@ input_shape=None) -> FingerprintSet``.
 
 Registered: ``ipguard`` (Cao et al. 2021), ``cae`` (Lukas et al. 2021), ``vce``, ``rce``,
 ``rce-gm``, ``rce-lt`` (Wang et al. 2021), and the label-only methods built for extraction:
-``akh`` (Godinot et al. 2025), ``sac-m`` (Guan et al. 2022) and ``di`` (Maini et al. 2021).
-Importing this package registers all of them.
+``akh`` (Godinot et al. 2025), ``sac-m`` (Guan et al. 2022) and ``di`` (Maini et al. 2021);
+and ``transfer``, the false claimant's transferable samples (Liu et al. 2024), which the testbed
+measures the defence against. Importing this package registers all of them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from verifier_client.fingerprints import (  # noqa: F401
     rce_gm,
     rce_lt,
     sac_m,
+    transfer,
     vce,
 )
 from verifier_client.fingerprints.base import (
