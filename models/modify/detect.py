@@ -33,7 +33,7 @@ from models.errors import UserError
 from models.modify.base import resolve_parent
 from models.runtime import AnsweringPredictor, load_predictor
 
-__all__ = ["DEFAULT_FRACTION", "detector_entry", "front_logits"]
+__all__ = ["DEFAULT_FRACTION", "detector_entry", "fit_pirate_detector", "front_logits"]
 
 DEFAULT_FRACTION = 0.05
 BATCH = 500
@@ -63,6 +63,25 @@ def flagged_share(detector: Detector, logits_fn: Any, data: ImageData, transform
     return sum(shares) / len(shares)
 
 
+def fit_pirate_detector(logits_fn: Any, train: ImageData, transform: Any, *,
+                        fpr: float = DEFAULT_FPR, fraction: float = DEFAULT_FRACTION,
+                        seed: int = 0) -> tuple[Detector, ImageData]:
+    """The detector a pirate fits on its clean share of ``train`` (module doc), with that
+    share; ``UserError`` when the share is too small or the fit impossible."""
+    pirate = train.subset(fraction, seed)
+    if len(pirate) < 200:
+        raise UserError(f"the pirate's share holds {len(pirate)} images; a detector needs at "
+                        "least 200 (raise --fraction)")
+    half = len(pirate) // 2
+    images = pirate.floats()
+    fit_logits = front_logits(logits_fn, images[:half], transform, seed)
+    threshold_logits = front_logits(logits_fn, images[half:], transform, seed + 1)
+    try:
+        return fit_detector(fit_logits, threshold_logits, fpr), pirate
+    except ValueError as error:
+        raise UserError(f"cannot fit the detector: {error}") from None
+
+
 def detector_entry(parent: str | Path, out: str | Path, train: ImageData, test: ImageData, *,
                    fpr: float = DEFAULT_FPR, fraction: float = DEFAULT_FRACTION,
                    transform: dict[str, Any] | None = None, seed: int = 0,
@@ -78,19 +97,10 @@ def detector_entry(parent: str | Path, out: str | Path, train: ImageData, test: 
     module = as_transform(spec, parent_config.input_shape)
     if module is not None:
         module.set_kernel("eager")  # one pass of a few thousand images: no compile warm-up
-    pirate = train.subset(fraction, seed)
-    if len(pirate) < 200:
-        raise UserError(f"the pirate's share holds {len(pirate)} images; a detector needs at "
-                        "least 200 (raise --fraction)")
-    half = len(pirate) // 2
     predictor = load_predictor(parent)
-    images = pirate.floats()
-    fit_logits = front_logits(predictor.logits, images[:half], module, seed)
-    threshold_logits = front_logits(predictor.logits, images[half:], module, seed + 1)
-    try:
-        detector = fit_detector(fit_logits, threshold_logits, fpr)
-    except ValueError as error:
-        raise UserError(f"cannot fit the detector: {error}") from None
+    detector, pirate = fit_pirate_detector(predictor.logits, train, module, fpr=fpr,
+                                           fraction=fraction, seed=seed)
+    half = len(pirate) // 2
     served = AnsweringPredictor(predictor, detector)
     alone = accuracy_under(predictor.logits, test, module, repeats, seed)
     both = accuracy_under(served.logits, test, module, repeats, seed)
