@@ -43,7 +43,7 @@ def test_round_trip_is_exact(tmp_path):
     assert torch.equal(back.sources, fset.sources)
     assert back.metadata == fset.metadata
     assert back.input_shape == [1, 28, 28] and len(back) == 4 and back.method == "vce"
-    assert torch.equal(back.as_uint8().to(torch.float32) / 255, back.images)
+    assert torch.equal(torch.from_numpy(back.as_uint8()).to(torch.float32) / 255, back.images)
     assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temporary left behind
 
 

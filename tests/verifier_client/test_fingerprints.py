@@ -161,7 +161,7 @@ def test_ipguard_margin_condition_holds(sets, target, seeds):
     assert fset.metadata["converged"] == N
     assert bool((fset.sources >= 0).all())
     with torch.no_grad():
-        logits = model(fset.as_uint8().to(torch.float32) / 255)
+        logits = model(torch.from_numpy(fset.as_uint8()).to(torch.float32) / 255)
         seed_class = model(seeds.images[fset.sources]).argmax(1)
     j, i = fset.labels, seed_class
     assert bool((i != j).all())
@@ -185,8 +185,8 @@ def test_cae_stays_inside_its_eps_ball(sets, target, seeds):
     start = seeds.images[fset.sources]
     assert float((fset.images - start).abs().max()) <= eps + 1e-6
     # ... and on the 8-bit grid the ball is floor(eps * 255) levels wide
-    assert float((fset.as_uint8().int() - (start * 255).round().int()).abs().max()) <= int(
-        eps * 255)
+    levels = torch.from_numpy(fset.as_uint8()).int()
+    assert float((levels - (start * 255).round().int()).abs().max()) <= int(eps * 255)
     with torch.no_grad():
         # adversarial: the target no longer gives the true label of the seed
         assert bool((target[0](fset.images).argmax(1) != seeds.labels[fset.sources]).all())

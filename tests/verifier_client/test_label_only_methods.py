@@ -83,9 +83,10 @@ def test_walk_queries_and_distances_by_hand():
     images = torch.full((2, 1, 2, 2), 128 / 255)
     queries = walk_queries(images, directions=2, steps=3, step=0.1, seed=0)
     assert queries.shape == (2 * (1 + 2 * 3), 1, 2, 2)
-    assert torch.equal(queries[0], images[0])  # the point itself first
-    first_step = (queries[1:7:3] - images[0]).abs()  # step 1 of each direction
-    assert float((first_step - 0.1).abs().max()) <= 1 / 255  # 0.1, on the 8-bit grid
+    assert isinstance(queries, np.ndarray)  # the torch-free client's queries are NumPy
+    assert np.array_equal(queries[0], images[0].numpy())  # the point itself first
+    first_step = np.abs(queries[1:7:3] - images[0].numpy())  # step 1 of each direction
+    assert float(np.abs(first_step - 0.1).max()) <= 1 / 255  # 0.1, on the 8-bit grid
     fset = FingerprintSet(images, torch.tensor([1, 2]), {
         "method": "di", "representation": "walk",
         "walk": {"directions": 2, "steps": 3, "step": 0.1, "seed": 0,
