@@ -57,7 +57,8 @@ def _common(p: argparse.ArgumentParser, seed: bool = True) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     epilog = examples_epilog(EXAMPLES)
-    p = subparsers.add_parser("modify", help="derive a pirate variant: int8, prune, ftal, distill",
+    p = subparsers.add_parser("modify",
+                              help="derive a pirate variant: int8, prune, ftal, distill, detector",
                               description="Derive a pirate variant of a repository entry.",
                               epilog=epilog,
                               formatter_class=HelpFormatter)
