@@ -50,8 +50,26 @@ SECTIONS: tuple[SectionSpec, ...] = (
                 "--out results/roc", "roc/roc.md", ("roc/roc.png", "roc/budget.png")),
     SectionSpec("validation", "Out-of-sample false accusations and catch rates",
                 "validation/validation.json", ("heldout", "leave_one_out"),
-                "python -m verifier_client validate --repository zoo --out results/validation",
-                "validation/validation.md"),
+                "python -m verifier_client validate --repository zoo --serve-behind 'none;"
+                "csrp(sigma=1.23, p=6);csrp(sigma=1.16, p=3);csrp(sigma=1.3, p=8)' --out "
+                "results/validation", "validation/validation.md",
+                intro="Innocents no calibration saw, as they are and behind CSRP, decided by "
+                      "verify --adaptive against a null measured through the same protocol; "
+                      "each model is one trial, intervals are exact (Clopper-Pearson)."),
+    SectionSpec("fronts", "Pirate fronts at CSRP's accuracy", "fronts/fronts.json",
+                ("fronts", "methods"), "python -m verifier_client fronts --repository zoo "
+                "--repeats 3 --out results/fronts", "fronts/fronts.md",
+                intro="Each front's strength is set so the copy's top-1 equals CSRP's; AUC of "
+                      "stolen copies against held-out innocents behind the same front, and the "
+                      "share of each set a query detector flags."),
+    SectionSpec("false-claims", "False claims and the commitment defence",
+                "false-claims/false-claims.json", ("strategies", "commitment"),
+                "python -m verifier_client false-claims --repository zoo --fingerprints "
+                "build/false-claims/transfer.safetensors --out results/false-claims",
+                "false-claims/false-claims.md",
+                intro="Transferable samples crafted on the accuser's own model: innocents are "
+                      "called stolen when the accuser chooses the null, and not when the "
+                      "verifier does."),
     SectionSpec("eot", "The owner fights back: EOT fingerprints and votes", "roc-eot/roc.json",
                 ("roles", "fingerprints"), "python -m verifier_client roc --repository zoo "
                 "--fingerprints zoo/fingerprints-eot --repeats 10 --fingerprint-budgets 10,25,50 "
@@ -81,7 +99,8 @@ SECTIONS: tuple[SectionSpec, ...] = (
                 ("points", "models"), "python -m verifier_client loadtest --url URL --model "
                 "csrp --model copy --out results/loadtest", "loadtest/loadtest.md",
                 ("loadtest/loadtest.png",)),
-    SectionSpec("peer", "Serving against TorchServe", "peer/peer.json", ("table", "ratios"),
+    SectionSpec("peer", "Serving against Triton and MLServer", "peer/peer.json",
+                ("table", "ratios"),
                 "python benchmarks/bench_peer.py --duration 10 --rounds 2", "peer/peer.md"),
 )
 
