@@ -113,7 +113,17 @@ def to_markdown(report: dict[str, Any]) -> str:
             cells.append(f"{g['auc']:.2f} [{g['auc_ci95'][0]:.2f}, {g['auc_ci95'][1]:.2f}]")
         lines.append(f"| {group} | {len(first['groups'][group]['models'])} | "
                      + " | ".join(cells) + " |")
+    def operating_point(m: str, fpr: str) -> tuple[Any, ...]:
+        entry = report["methods"][m]
+        return (tuple(entry["groups"][g]["tpr"][fpr] for g in groups),
+                entry["heldout_fpr"][fpr])
+
     for index, fpr in enumerate(("0.01", "0.05")):
+        if fpr == "0.05" and all(operating_point(m, "0.01") == operating_point(m, "0.05")
+                                 for m in methods):
+            lines += ["", "TPR at a nominal FPR of 5%: the same table as at 1% (both thresholds "
+                      "are the same calibration quantile with this many negatives)."]
+            continue
         lines += ["", f"TPR at a nominal FPR of {float(fpr):.0%} (threshold from the calibration "
                   "negatives; measured held-out FPR in the last row):", "",
                   "| attack | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]

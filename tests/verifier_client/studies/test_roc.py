@@ -161,3 +161,25 @@ def test_exact_interval_says_what_a_few_models_can_show() -> None:
     low, high = exact_interval(0, 16)
     assert low == 0.0 and high == pytest.approx(1 - 0.025 ** (1 / 16))  # 0 of 16: up to 21%
     assert exact_interval(16, 16)[1] == 1.0 and exact_interval(8, 16)[0] > 0.2
+
+
+def test_equal_operating_points_print_one_tpr_table() -> None:
+    """With few calibration negatives the 1% and 5% thresholds coincide: the table is said
+    once; when one method's 5% point differs, both tables are printed."""
+    import copy
+
+    from verifier_client.studies.roc_study import to_markdown
+
+    shipped = Path(__file__).parents[3] / "results" / "roc" / "roc.json"
+    report = json.loads(shipped.read_text())
+    for entry in report["methods"].values():
+        entry["heldout_fpr"]["0.05"] = entry["heldout_fpr"]["0.01"]
+        for group in entry["groups"].values():
+            group["tpr"]["0.05"] = group["tpr"]["0.01"]
+    text = to_markdown(report)
+    assert text.count("| held-out FPR |") == 1 and "the same table as at 1%" in text
+    differs = copy.deepcopy(report)
+    first = next(iter(differs["methods"].values()))
+    first["heldout_fpr"]["0.05"] = 0.5
+    text = to_markdown(differs)
+    assert text.count("| held-out FPR |") == 2 and "the same table" not in text
