@@ -137,9 +137,10 @@ def _demo_table(record: dict[str, Any]) -> str:
     reports = record["reports"]
     if not isinstance(reports, list) or not all(isinstance(r, dict) for r in reports):
         raise ValueError("'reports' is not a list of verification reports")
-    methods = sorted({m["method"] for r in reports for m in r.get("methods", [])})
-    lines = ["| model | " + " | ".join(methods) + " | verdict |",
-             "|---|" + "---:|" * len(methods) + "---|"]
+    # the order the sets were loaded in, as every other table of the page
+    methods = list(dict.fromkeys(m["method"] for r in reports for m in r.get("methods", [])))
+    lines = ["| model | role | " + " | ".join(methods) + " | verdict |",
+             "|---|---|" + "---:|" * len(methods) + "---|"]
     for report in reports:
         by_method = {m["method"]: m for m in report.get("methods", [])}
         cells = []
@@ -152,7 +153,9 @@ def _demo_table(record: dict[str, Any]) -> str:
             cells.append(f"{entry.get('mr_mean', float('nan')):.2f}{mark}")
         overall = report.get("overall", {})
         verdict = overall.get("verdict", "-") if isinstance(overall, dict) else str(overall)
-        lines.append(f"| {report.get('model', '?')} | " + " | ".join(cells) + f" | {verdict} |")
+        role = str(report.get("role", "-")).replace("heldout-negative", "innocent (held out)")
+        lines.append(f"| {report.get('model', '?')} | {role} | " + " | ".join(cells)
+                     + f" | {verdict} |")
     return "\n".join(lines) + "\n\nS: that method's verdict is stolen.\n"
 
 

@@ -37,8 +37,14 @@ def results(tmp_path: Path) -> Path:
         "| row | vce |\n|---|---:|\n| target | 1.00 |\n")
     (root / "evaluation" / "evaluation.png").write_bytes(_png(30))
     (root / "demo.json").write_text(json.dumps({"reports": [
-        {"model": "copy", "methods": [{"method": "vce", "mr_mean": 1.0, "verdict": "stolen"}],
-         "overall": {"verdict": "stolen"}}], "repeats": 5}))
+        {"model": "copy", "role": "positive",
+         "methods": [{"method": "vce", "mr_mean": 1.0, "verdict": "stolen"},
+                     {"method": "cae", "mr_mean": 0.9, "verdict": "stolen"}],
+         "overall": {"verdict": "stolen"}},
+        {"model": "heldout-resnet20-01", "role": "heldout-negative",
+         "methods": [{"method": "vce", "mr_mean": 0.5, "verdict": "not_proven"},
+                     {"method": "cae", "mr_mean": 0.3, "verdict": "not_proven"}],
+         "overall": {"verdict": "not_proven"}}], "repeats": 5}))
     (root / "roc").mkdir()
     (root / "roc" / "roc.json").write_text("{not json")  # malformed
     (root / "stability").mkdir()
@@ -56,6 +62,9 @@ def test_report_renders_present_missing_and_malformed_sections(results: Path,
     assert html.count("data:image/png;base64,") == 1  # inlined, nothing linked
     assert not re.search(r"<img[^>]+src=\"(?!data:)", html)
     assert "Verdicts on the shipped pirates" in html and "1.00 S" in html
+    # the demo table: a role column marks innocents, full names, the sets' own order
+    assert "<td>heldout-resnet20-01</td>\n<td>innocent (held out)</td>" in html
+    assert html.index(">vce</th>") < html.index(">cae</th>")
     assert re.search(r"roc/roc.json could not be read: [^<]*Expecting", html)
     assert "not the output of this section&#39;s command (no modes, methods)" in html
     assert "Not in this results folder (peer/peer.json is missing)" in html
