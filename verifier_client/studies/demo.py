@@ -115,33 +115,41 @@ def print_verdicts(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     reports = summary["reports"]
-    methods = [row["method"] for row in reports[0]["methods"]]
+    # every method of every path, in the order the sets were loaded (the EOT path has fewer)
+    methods = list(dict.fromkeys(row["method"] for r in reports for row in r["methods"]))
     table = Table(title="Mean matching rate (S stolen, ? inconclusive, - not proven); sets: "
                         "plain, or EOT behind a front the probe found randomized",
                   box=box.SIMPLE_HEAD)
     for column in ("served model", "role", "served behind", "sets (queries)"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     for method in methods:
         table.add_column(method, justify="right")
     table.add_column("overall verdict")
     for report in reports:
         cells = []
-        for row in report["methods"]:
+        by_method = {row["method"]: row for row in report["methods"]}
+        for method in methods:
+            row = by_method.get(method)
+            if row is None:  # not a set of the path this model was verified with
+                cells.append("[dim]n/a[/dim]")
+                continue
             style, mark = _MARKS[row["verdict"]]
             rate = "-" if row["mr_mean"] is None else f"{row['mr_mean']:.2f}"
             cells.append(f"[{style}]{rate} {mark}[/{style}]")
         overall = report["overall"]
         style, _ = _MARKS[overall["verdict"]]
-        by = f" ({len(overall.get('stolen_by', []))}/{len(cells)})" \
+        by = f" ({len(overall.get('stolen_by', []))}/{len(by_method)})" \
             if overall["verdict"] == "stolen" else ""
         randomized = report.get("adaptive", {}).get("randomized")
         sets = (f"EOT x{report['votes']}x{report['repeats_requested']}" if randomized else
                 f"plain x{report['repeats_requested']}")
-        table.add_row(report["model"], report.get("role") or "-",
+        role = {"heldout-negative": "innocent (held out)"}.get(report.get("role") or "-",
+                                                               report.get("role") or "-")
+        table.add_row(report["model"], role,
                       _preprocessing(report.get("preprocessing")),
                       f"{sets} ({report['queries_used']})", *cells,
                       f"[{style}]{overall['verdict']}{by}[/{style}]")
-    console = Console(width=max(120, Console().width))
+    console = Console(width=max(180, Console().width))  # piped: room for every column
     print_rich(table, console)
     decided = [r for r in reports if r["overall"]["verdict"] != NO_VERDICT]
     shown = set()

@@ -55,3 +55,33 @@ def test_demo_models_are_checked(demo_repo: Path) -> None:
     assert demo_models(demo_repo, None) == ["copy", "csrp", "heldout-resnet20-01"]
     with pytest.raises(UserError, match="no model"):
         demo_models(demo_repo, ["copy", "nope"])
+
+
+def _report(model: str, role: str, rates: dict[str, float], randomized: bool) -> dict:
+    methods = [{"method": m, "mr_mean": r, "verdict": "stolen" if r > 0.9 else "not_proven"}
+               for m, r in rates.items()]
+    verdict = "stolen" if any(r > 0.9 for r in rates.values()) else "not_proven"
+    return {"model": model, "role": role, "methods": methods, "votes": 5,
+            "repeats_requested": 10, "queries_used": 100, "preprocessing": None,
+            "adaptive": {"randomized": randomized},
+            "overall": {"verdict": verdict, "alpha": 0.01, "guarantee": "g",
+                        "stolen_by": [m for m, r in rates.items() if r > 0.9]}}
+
+
+def test_the_table_puts_each_rate_under_its_own_method(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Plain rows have more sets than EOT rows: each rate sits under its method's column, a set
+    the row's path lacks is n/a, and long names and roles are printed whole."""
+    from verifier_client.studies.demo import print_verdicts
+
+    plain = _report("heldout-mobilenet-01", "heldout-negative",
+                    {"akh": 0.61, "cae": 0.22, "vce": 0.33}, randomized=False)
+    eot = _report("csrp-ft-strong", "positive", {"cae": 0.95, "vce": 0.44}, randomized=True)
+    print_verdicts({"reports": [plain, eot], "seconds": 1.0})
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if "served model" in line)
+    row = next(line for line in lines if line.lstrip().startswith("csrp-ft-strong"))
+    assert "n/a" in row and row.index("n/a") < row.index("0.95 S") < row.index("0.44 -")
+    assert abs(row.index("0.95 S") - header.index("cae")) <= 4  # under its own column
+    assert any("heldout-mobilenet-01" in line and "innocent (held out)" in line
+               for line in lines)
