@@ -49,7 +49,7 @@ SECTIONS: tuple[SectionSpec, ...] = (
                 ("roles", "fingerprints"), "python -m verifier_client roc --repository zoo "
                 "--out results/roc", "roc/roc.md", ("roc/roc.png", "roc/budget.png")),
     SectionSpec("validation", "Out-of-sample false accusations and catch rates",
-                "validation/validation.json", ("heldout", "leave_one_out"),
+                "validation/validation.json", ("negatives", "positives"),
                 "python -m verifier_client validate --repository zoo --serve-behind 'none;"
                 "csrp(sigma=1.23, p=6);csrp(sigma=1.16, p=3);csrp(sigma=1.3, p=8)' --out "
                 "results/validation", "validation/validation.md",

@@ -100,3 +100,13 @@ def test_report_opens_cleanly_in_headless_chromium(results: Path, tmp_path: Path
                    capture_output=True, timeout=120, check=True)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert pixels.shape == (1400, 1000) and pixels.std() > 5  # not a blank page
+
+
+def test_every_shipped_result_is_read_by_its_section() -> None:
+    """The shipped results/ are what the commands wrote: each section finds the keys its
+    command writes (a command that changed its output shape fails here, not in a browser)."""
+    from verifier_client.studies.report import build_report
+
+    sections = build_report(ROOT / "results", ROOT / "zoo")
+    broken = {s.key: s.message for s in sections if s.status != "ok"}
+    assert not broken, broken
