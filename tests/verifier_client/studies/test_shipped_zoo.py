@@ -34,7 +34,10 @@ def test_every_entry_loads_and_records_its_lineage() -> None:
     assert len([n for n in names if n.startswith("indep-")]) >= 10
     for name in names:
         config = load_config(ZOO / name)
-        assert config.lineage.code_version and config.metrics["test_top1"] > 0.8, name
+        # a student of Knockoff-style natural-photograph queries is a weak pirate (0.30 on
+        # Fashion-MNIST), still three times chance; every other entry is a working classifier
+        floor = 0.25 if config.lineage.parameters.get("queries") == "ood" else 0.8
+        assert config.lineage.code_version and config.metrics["test_top1"] > floor, name
         if name in PIRATES:
             assert config.lineage.parent == "target", name
         load_predictor(ZOO / name)
