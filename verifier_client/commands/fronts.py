@@ -49,20 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from models.atomic import write_json, write_text
     from models.zoo import load_manifest
-    from verifier_client.calibration import load_calibration
-    from verifier_client.fingerprint_set import load_sets
+    from verifier_client.commands.validate import verification_paths
     from verifier_client.studies.fronts import DEFAULT_TRANSFORMS, FRONTABLE, fronts_study
     from verifier_client.studies.fronts import to_markdown as fronts_markdown
-    from verifier_client.studies.validation import Validation, VerificationPath
+    from verifier_client.studies.validation import Validation
 
     zoo = args.repository
     manifest = load_manifest(zoo)
-    sets = load_sets([args.fingerprints or zoo / "fingerprints"])
-    plain = VerificationPath.load("plain", sets,
-                                  load_calibration(args.calibration or zoo / "calibration.json"))
-    eot = VerificationPath.load(
-        "eot", load_sets([args.eot_fingerprints or zoo / "fingerprints-eot"]),
-        load_calibration(args.eot_calibration or zoo / "calibration-eot.json"))
+    plain, eot = verification_paths(args)
+    sets = plain.sets
     validation = Validation(plain, eot, cache=args.out / "cache" / "verdicts")
     categories = manifest.categories()
     positives = [n for c in FRONTABLE for n in categories.get(c, [])]

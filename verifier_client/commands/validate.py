@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from models.cli_support import CommaList, Example, add_command, alias, output_dir
 from verifier_client.cli_options import add_eot_arguments, alpha_value
@@ -54,15 +55,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def verification_paths(args: argparse.Namespace) -> tuple[Any, Any]:
+    """``(plain, eot)`` verification paths from ``--repository``, ``--fingerprints``,
+    ``--calibration`` and the EOT arguments (``eot`` is ``None`` when the zoo has no EOT sets
+    and none were named); an EOT calibration must have been measured behind a front."""
+    from models.errors import UserError
+    from verifier_client.calibration import load_calibration
+    from verifier_client.fingerprint_set import load_sets
+    from verifier_client.studies.validation import VerificationPath
+
+    zoo = args.repository
+    plain = VerificationPath.load("plain", load_sets([args.fingerprints or zoo / "fingerprints"]),
+                                  load_calibration(args.calibration or zoo / "calibration.json"))
+    eot_sets = args.eot_fingerprints or zoo / "fingerprints-eot"
+    eot_calibration = args.eot_calibration or zoo / "calibration-eot.json"
+    if not (eot_sets.exists() or args.eot_fingerprints or args.eot_calibration):
+        return plain, None
+    eot = VerificationPath.load("eot", load_sets([eot_sets]), load_calibration(eot_calibration))
+    if not eot.protocol.randomized:
+        raise UserError(f"{eot_calibration}: randomized suspects need a calibration "
+                        "measured behind a front (calibrate --front ...)")
+    return plain, eot
+
+
 def run(args: argparse.Namespace) -> int:
     from models.errors import UserError
     from models.transforms import parse_spec_text
     from models.zoo import load_manifest
-    from verifier_client.calibration import load_calibration
-    from verifier_client.fingerprint_set import load_sets
     from verifier_client.studies.validation import (
         Validation,
-        VerificationPath,
         to_markdown,
         validate,
         write_outputs,
@@ -76,17 +97,7 @@ def run(args: argparse.Namespace) -> int:
             fronts.append(None if text.strip() == "none" else parse_spec_text(text))
         except ValueError as error:
             raise UserError(f"--serve-behind {text!r}: {error}") from None
-    plain = VerificationPath.load("plain", load_sets([args.fingerprints or zoo / "fingerprints"]),
-                                  load_calibration(args.calibration or zoo / "calibration.json"))
-    eot_sets = args.eot_fingerprints or zoo / "fingerprints-eot"
-    eot_calibration = args.eot_calibration or zoo / "calibration-eot.json"
-    front = None
-    if eot_sets.exists() or args.eot_fingerprints or args.eot_calibration:
-        front = VerificationPath.load("eot", load_sets([eot_sets]),
-                                      load_calibration(eot_calibration))
-        if not front.protocol.randomized:
-            raise UserError(f"{eot_calibration}: randomized suspects need a calibration "
-                            "measured behind a front (calibrate --front ...)")
+    plain, front = verification_paths(args)
     validation = Validation(plain, front, tuple(fronts), args.alpha, args.decide_by, args.seed,
                             cache=args.out / "cache")
     report = validate(zoo, validation, manifest.names("heldout-negative"),

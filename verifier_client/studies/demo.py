@@ -24,6 +24,7 @@ from models.local_server import LocalServer
 from models.repository import list_entries, load_config
 from verifier_client.calibration import load_calibration
 from verifier_client.fingerprint_set import load_sets
+from verifier_client.studies.report import report_methods, role_label
 from verifier_client.verification import NO_VERDICT, VerifyOptions, verify
 
 #: Served in this order when present: the untouched copy, the paper's baseline pirates, the
@@ -115,8 +116,7 @@ def print_verdicts(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     reports = summary["reports"]
-    # every method of every path, in the order the sets were loaded (the EOT path has fewer)
-    methods = list(dict.fromkeys(row["method"] for r in reports for row in r["methods"]))
+    methods = report_methods(reports)
     table = Table(title="Mean matching rate (S stolen, ? inconclusive, - not proven); sets: "
                         "plain, or EOT behind a front the probe found randomized",
                   box=box.SIMPLE_HEAD)
@@ -143,9 +143,7 @@ def print_verdicts(summary: dict[str, Any]) -> None:
         randomized = report.get("adaptive", {}).get("randomized")
         sets = (f"EOT x{report['votes']}x{report['repeats_requested']}" if randomized else
                 f"plain x{report['repeats_requested']}")
-        role = {"heldout-negative": "innocent (held out)"}.get(report.get("role") or "-",
-                                                               report.get("role") or "-")
-        table.add_row(report["model"], role,
+        table.add_row(report["model"], role_label(report.get("role")),
                       _preprocessing(report.get("preprocessing")),
                       f"{sets} ({report['queries_used']})", *cells,
                       f"[{style}]{overall['verdict']}{by}[/{style}]")

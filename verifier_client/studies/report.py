@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SECTIONS", "Section", "SectionSpec", "build_report", "render"]
+__all__ = ["SECTIONS", "Section", "SectionSpec", "build_report", "render", "report_methods",
+           "role_label"]
 
 
 @dataclass(frozen=True)
@@ -133,12 +134,22 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
+def report_methods(reports: Sequence[dict[str, Any]]) -> list[str]:
+    """Every method of every report, in the order the sets were loaded (an EOT path has fewer
+    sets than the plain one)."""
+    return list(dict.fromkeys(row["method"] for r in reports for row in r.get("methods", [])))
+
+
+def role_label(role: str | None) -> str:
+    """A model's role as a reader names it: held-out negatives are innocents."""
+    return {"heldout-negative": "innocent (held out)"}.get(role or "-", role or "-")
+
+
 def _demo_table(record: dict[str, Any]) -> str:
     reports = record["reports"]
     if not isinstance(reports, list) or not all(isinstance(r, dict) for r in reports):
         raise ValueError("'reports' is not a list of verification reports")
-    # the order the sets were loaded in, as every other table of the page
-    methods = list(dict.fromkeys(m["method"] for r in reports for m in r.get("methods", [])))
+    methods = report_methods(reports)
     lines = ["| model | role | " + " | ".join(methods) + " | verdict |",
              "|---|---|" + "---:|" * len(methods) + "---|"]
     for report in reports:
@@ -153,8 +164,8 @@ def _demo_table(record: dict[str, Any]) -> str:
             cells.append(f"{entry.get('mr_mean', float('nan')):.2f}{mark}")
         overall = report.get("overall", {})
         verdict = overall.get("verdict", "-") if isinstance(overall, dict) else str(overall)
-        role = str(report.get("role", "-")).replace("heldout-negative", "innocent (held out)")
-        lines.append(f"| {report.get('model', '?')} | {role} | " + " | ".join(cells)
+        lines.append(f"| {report.get('model', '?')} | {role_label(report.get('role'))} | "
+                     + " | ".join(cells)
                      + f" | {verdict} |")
     return "\n".join(lines) + "\n\nS: that method's verdict is stolen.\n"
 
