@@ -56,8 +56,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.atomic import write_json  # noqa: E402
+from models.atomic import write_json, write_text  # noqa: E402
 from models.local_server import LocalServer, free_port  # noqa: E402
+from models.provenance import code_version  # noqa: E402
 
 HANDLER = '''
 import io
@@ -367,6 +368,26 @@ def ratios(table: dict, levels: list[int]) -> dict[str, dict[int, float]]:
     return out
 
 
+# What each target is, as a reader names it (the keys stay the JSON's identifiers).
+TARGET_LABELS = {
+    "png-raw copy": "this server: PNG upload, raw body",
+    "png-form copy": "this server: PNG upload, multipart form",
+    "oip copy": "this server: OIP binary",
+    "oip csrp": "this server: OIP binary, CSRP in the ONNX graph",
+    "oip csrp torch": "this server: OIP binary, CSRP as a torch step (naive)",
+    "oip-json copy": "this server: OIP JSON",
+    "oip copy (baseline)": "baseline checkout: OIP binary",
+    "oip-json copy (baseline)": "baseline checkout: OIP JSON",
+    "triton oip-binary": "Triton (PyTriton): OIP binary",
+    "mlserver oip-json": "MLServer: OIP JSON",
+    "torchserve-png": "TorchServe: PNG upload",
+}
+
+
+def target_label(target: str) -> str:
+    return TARGET_LABELS.get(target, target)
+
+
 def markdown(table: dict, ratio: dict, levels: list[int], meta: dict) -> str:
     lines = [f"Peer benchmark ({meta['command']}), {meta['rounds']} interleaved rounds of "
              f"{meta['duration']:g} s per point, wrk one thread; {meta['cpus']} CPUs.", "",
@@ -381,7 +402,7 @@ def markdown(table: dict, ratio: dict, levels: list[int], meta: dict) -> str:
             r, p = row[c]["rps"], row[c]["p99_ms"]
             bad = f", {row[c]['non_2xx']} non-2xx" if row[c]["non_2xx"] else ""
             cells.append(f"{r[0]:.0f}-{r[1]:.0f} ({p[0]:.0f}-{p[1]:.0f}{bad})")
-        lines.append(f"| {target} | " + " | ".join(cells) + " |")
+        lines.append(f"| {target_label(target)} | " + " | ".join(cells) + " |")
     lines += ["", "| ratio (mean requests/s) | " + " | ".join(f"c={c}" for c in levels) + " |",
               "|---|" + "---|" * len(levels)]
     for label, row in ratio.items():
@@ -391,7 +412,7 @@ def markdown(table: dict, ratio: dict, levels: list[int], meta: dict) -> str:
         lines += ["", f"The graph alone (ONNX Runtime, batch 32, every core): "
                       f"{meta['model_ceiling_images_per_s']:.0f} images/s. Share of it at "
                       f"c={meta['ceiling_share_at_c']} (one image per request): "
-                  + ", ".join(f"{name} {share:.0%}" for name, share in
+                  + ", ".join(f"{target_label(name)} {share:.0%}" for name, share in
                               meta["ceiling_share"].items()) + "."]
     return "\n".join(lines) + "\n"
 
@@ -490,6 +511,8 @@ def main() -> int:
               if top in row}
     meta = {"command": "python benchmarks/bench_peer.py " + " ".join(sys.argv[1:]),
             "rounds": args.rounds, "duration": args.duration, "cpus": os.cpu_count(),
+            "code_version": code_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%S+00:00",
+                                                                  time.gmtime()),
             "model_ceiling_images_per_s": round(ceiling, 1), "ceiling_share_at_c": top,
             "ceiling_share": shares,
             "wrk": subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.strip()
@@ -500,7 +523,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "peer.json", {"meta": meta, "points": points, "table": table,
                                    "ratios": ratio})
-    (out / "peer.md").write_text(text)
+    write_text(out / "peer.md", text)
     return 0
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -186,27 +187,62 @@ def to_csv(report: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
+def _short_label(point: str) -> str:
+    """``csrp sigma=1.16, p=3`` -> ``1.16/3``; entry names (``csrp-ft``) stay as they are."""
+    numbers = re.findall(r"=\s*([0-9.]+)", point)
+    return "/".join(numbers) if numbers else point
+
+
 def plot(report: dict[str, Any]) -> bytes:
-    """Accuracy as served against the owner's best matching rate, one colour per owner."""
+    """Accuracy as served against the owner's best matching rate: one panel per fingerprint
+    suite, 1 vote (hollow circles) and more votes (filled triangles) told apart by marker, each
+    Pareto front drawn as a line with its points labelled by their setting (sigma/p, or the
+    fine-tuned entry's name)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7.5, 5))
-    for key, front in report["fronts"].items():
-        xs = [p["best"][key] for p in report["points"]]
-        ys = [p["accuracy"] for p in report["points"]]
-        dots = axes.scatter(xs, ys, s=18, alpha=0.5, label=f"owner: {key}")
-        fx = [report["points"][i]["best"][key] for i in front]
-        fy = [report["points"][i]["accuracy"] for i in front]
-        axes.plot(fx, fy, "-", color=dots.get_facecolor()[0], alpha=0.9)
-    axes.set(xlabel="owner's best matching rate (lower: harder to prove theft)",
-             ylabel="top-1 as served (pirate's accuracy)",
-             title="Arms race: defence settings against the owner's fingerprints")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
+    keys = list(report["fronts"])
+    suites = list(dict.fromkeys(key.split(",")[0] for key in keys))
+    figure, panels = plt.subplots(1, len(suites), figsize=(6.2 * len(suites), 5.4), sharey=True,
+                                  squeeze=False)
+    colours = {"1 vote": "tab:blue"}
+    points = report["points"]
+    ys = [p["accuracy"] for p in points]
+    for axes, suite in zip(panels[0], suites, strict=True):
+        for n, key in enumerate(k for k in keys if k.split(",")[0] == suite):
+            votes = key.split(",", 1)[1].strip() if "," in key else key
+            colour = colours.get(votes, "tab:orange")
+            xs = [p["best"][key] for p in points]
+            hollow = n == 0
+            axes.scatter(xs, ys, s=36 if hollow else 28, marker="o" if hollow else "^",
+                         facecolors="none" if hollow else colour, edgecolors=colour,
+                         linewidths=1.2, label=votes, zorder=3)
+            front = sorted(report["fronts"][key], key=lambda i: points[i]["best"][key])
+            axes.plot([points[i]["best"][key] for i in front],
+                      [points[i]["accuracy"] for i in front], "-", color=colour, alpha=0.7,
+                      zorder=2, label=f"{votes}: Pareto front")
+            if hollow:  # label the front once; the other vote counts sit beside it
+                for k, i in enumerate(front):
+                    axes.annotate(_short_label(points[i]["point"]),
+                                  (points[i]["best"][key], points[i]["accuracy"]),
+                                  textcoords="offset points",
+                                  xytext=(-14, 10) if k % 2 == 0 else (-14, -16),
+                                  ha="right", va="center", fontsize=7, color="0.2",
+                                  arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"})
+        axes.set_title(f"{suite} fingerprints ({report['repeats']} repeats)", fontsize=10)
+        axes.set_xlabel("owner's best matching rate, 0-1 (lower: harder to prove theft)")
+        axes.grid(alpha=0.3)
+        low = min(p["best"][k] for p in points for k in keys if k.split(",")[0] == suite)
+        axes.set_xlim(min(low - 0.08, 0.9), 1.02)
+    panels[0][0].set_ylabel("top-1 as served, 0-1 (pirate's accuracy)")
+    handles, labels = panels[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8,
+                  frameon=False)
+    figure.suptitle(f"The pirate's choice of {report['transform']} setting against the owner's "
+                    "fingerprints (labels: sigma/p of each Pareto point)", fontsize=11)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120)
     plt.close(figure)

@@ -21,6 +21,7 @@ from models.atomic import write_json
 from models.cli_support import print_rich
 from models.errors import UserError
 from models.local_server import LocalServer
+from models.provenance import code_version, utc_now
 from models.repository import list_entries, load_config
 from verifier_client.calibration import load_calibration
 from verifier_client.fingerprint_set import load_sets
@@ -80,7 +81,8 @@ def run_demo(repository: Path, fingerprints: Path, calibration: Path, repeats: i
             report["role"] = _role(repository, name)
             reports.append(report)
     summary = {"repository": str(repository), "repeats": repeats, "seed": seed,
-               "seconds": round(time.perf_counter() - started, 1), "reports": reports}
+               "seconds": round(time.perf_counter() - started, 1), "reports": reports,
+               "code_version": code_version(), "time": utc_now()}
     print_verdicts(summary)
     if json_out is not None:
         write_json(json_out, summary)

@@ -25,7 +25,12 @@ from models.provenance import code_version, utc_now
 from models.repository import Entry, list_entries
 from verifier_client.calibration import local_rates, remote_rates
 from verifier_client.fingerprint_set import load_sets
-from verifier_client.studies.report_files import png_bytes, shade_independent_band, write_report
+from verifier_client.studies.report_files import (
+    DISTINCT_COLOURS,
+    png_bytes,
+    shade_independent_band,
+    write_report,
+)
 
 ROWS = (("target", "target"), ("compression", "int8"), ("fine-tuning", "ftal"),
         ("pruning 0.1", "prune-0.1"), ("pruning 0.5", "prune-0.5"),
@@ -145,7 +150,8 @@ def plot(table: dict[str, Any]) -> bytes:
     width = 0.8 / max(1, len(rows))
     for i, row in enumerate(rows):
         xs = [j + (i - len(rows) / 2) * width for j in range(len(methods))]
-        axes.bar(xs, [row["rates"][m] for m in methods], width, label=row["row"])
+        axes.bar(xs, [row["rates"][m] for m in methods], width, label=row["row"],
+                 color=DISTINCT_COLOURS[i % len(DISTINCT_COLOURS)])
     if band is not None:
         shade_independent_band(axes, methods, band["rates"])
     axes.set_xticks(range(len(methods)), methods)

@@ -48,7 +48,7 @@ SECTIONS: tuple[SectionSpec, ...] = (
                 ("evaluation/evaluation.png",)),
     SectionSpec("roc", "Population: ROC-AUC per method and attack", "roc/roc.json",
                 ("roles", "fingerprints"), "python -m verifier_client roc --repository zoo "
-                "--out results/roc", "roc/roc.md", ("roc/roc.png", "roc/budget.png")),
+                "--quiet --out results/roc", "roc/roc.md", ("roc/roc.png", "roc/budget.png")),
     SectionSpec("validation", "Out-of-sample false accusations and catch rates",
                 "validation/validation.json", ("negatives", "positives"),
                 "python -m verifier_client validate --repository zoo --serve-behind 'none;"
@@ -74,22 +74,19 @@ SECTIONS: tuple[SectionSpec, ...] = (
     SectionSpec("eot", "The owner fights back: EOT fingerprints and votes", "roc-eot/roc.json",
                 ("roles", "fingerprints"), "python -m verifier_client roc --repository zoo "
                 "--fingerprints zoo/fingerprints-eot --repeats 10 --fingerprint-budgets 10,25,50 "
-                "--out results/roc-eot", "roc-eot/roc.md",
+                "--quiet --out results/roc-eot", "roc-eot/roc.md",
                 ("roc-eot/roc.png",)),
-    SectionSpec("eot-validation", "EOT verdicts out of sample (with majority votes)",
-                "validation-eot-votes/validation.json", ("heldout", "leave_one_out"),
-                "python -m verifier_client validate --repository zoo --fingerprints "
-                "zoo/fingerprints-eot --outcomes results/roc-eot-votes/outcomes.npz --out "
-                "results/validation-eot-votes", "validation-eot-votes/validation.md"),
     SectionSpec("tune-defence", "The pirate's answer: the defence's Pareto front",
                 "tune-defence/tune_defence.json", ("points", "fronts"),
                 "python -m models tune-defence --model zoo/target --transform csrp --grid "
                 "sigma=1.16,1.23,1.35 --grid p=3,6,9 --suite plain=zoo/fingerprints --suite "
-                "eot=zoo/fingerprints-eot --votes 1,5 --out results/tune-defence",
+                "eot=zoo/fingerprints-eot --votes 1,5 --entries zoo/csrp-ft,zoo/csrp-ft-weak,"
+                "zoo/csrp-ft-strong --repeats 4 --samples 1000 --out results/tune-defence",
                 "tune-defence/tune_defence.md", ("tune-defence/tune_defence.png",)),
     SectionSpec("stability", "RDG vs CSRP at equal accuracy (the paper's Table 5)",
                 "stability/stability.json", ("modes", "methods"),
-                "python -m verifier_client stability --repository zoo --out results/stability",
+                "python -m verifier_client stability --repository zoo --threads 2 --out "
+                "results/stability",
                 "stability/stability.md", ("stability/stability.png",)),
     SectionSpec("explain", "LIME before and after CSRP (the paper's Figures 4 and 5)",
                 "explain/explain.json", ("groups", "settings"),
@@ -97,12 +94,15 @@ SECTIONS: tuple[SectionSpec, ...] = (
                 "zoo/fingerprints --out results/explain", "explain/explain.md",
                 ("explain/explain.png",)),
     SectionSpec("loadtest", "Load test: CSRP on and off", "loadtest/loadtest.json",
-                ("points", "models"), "python -m verifier_client loadtest --url URL --model "
-                "csrp --model copy --out results/loadtest", "loadtest/loadtest.md",
-                ("loadtest/loadtest.png",)),
+                ("points", "models"),
+                "python -m server --repository zoo --models copy,csrp --port 8017 & python -m "
+                "verifier_client loadtest --url http://127.0.0.1:8017 --model csrp --model copy "
+                "--concurrency 1,8,32,64 --duration 10 --quiet --out results/loadtest",
+                "loadtest/loadtest.md", ("loadtest/loadtest.png",)),
     SectionSpec("peer", "Serving against Triton and MLServer", "peer/peer.json",
                 ("table", "ratios"),
-                "python benchmarks/bench_peer.py --duration 10 --rounds 2", "peer/peer.md"),
+                "python benchmarks/bench_peer.py --duration 8 --rounds 2 --concurrency 1,8,32 "
+                "--out results/peer", "peer/peer.md"),
 )
 
 _PROVENANCE = ("code_version", "seed", "repeats", "time", "created", "manifest_sha256", "command")

@@ -9,6 +9,21 @@ from typing import Any
 
 from models.atomic import write_bytes, write_json, write_text
 
+# tab10 without its grey (grey marks the independent band and chance lines), olive and cyan
+# last, so neighbouring series never share a hue.
+DISTINCT_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
+                    "tab:pink", "tab:olive", "tab:cyan", "black")
+
+
+def plain_log_ticks(axes: Any, axis: str, values: list[float]) -> None:
+    """A log axis ticked at ``values`` written as plain numbers (10, 25, 50), not 10^1."""
+    from matplotlib.ticker import FixedLocator, NullLocator, StrMethodFormatter
+
+    target = axes.xaxis if axis == "x" else axes.yaxis
+    target.set_major_locator(FixedLocator(values))
+    target.set_major_formatter(StrMethodFormatter("{x:g}"))
+    target.set_minor_locator(NullLocator())
+
 
 def png_bytes(figure: Any) -> bytes:
     """A matplotlib figure as PNG bytes (120 dpi); the figure is closed."""

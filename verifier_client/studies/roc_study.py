@@ -14,7 +14,7 @@ from models.atomic import write_bytes, write_json, write_text
 from models.provenance import code_version, utc_now
 from verifier_client.fingerprint_set import load_sets
 from verifier_client.studies.population import Outcomes, measure, save_outcomes
-from verifier_client.studies.report_files import png_bytes
+from verifier_client.studies.report_files import DISTINCT_COLOURS, plain_log_ticks, png_bytes
 from verifier_client.studies.roc import (
     FINGERPRINT_BUDGETS,
     REPEAT_BUDGETS,
@@ -170,10 +170,11 @@ def plot_roc(report: dict[str, Any]) -> bytes:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6.4, 5.2))
-    for method, data in report["methods"].items():
+    for i, (method, data) in enumerate(report["methods"].items()):
         fpr, tpr = zip(*data["roc"], strict=True)
         label = f"{method} (AUC {data['groups']['all']['auc']:.2f})"
-        axes.step(fpr, tpr, where="post", label=label)
+        axes.step(fpr, tpr, where="post", label=label,
+                  color=DISTINCT_COLOURS[i % len(DISTINCT_COLOURS)])
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
     axes.set(xlabel="false-positive rate (held-out negatives)",
              ylabel="true-positive rate (all positives)", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02),
@@ -190,23 +191,31 @@ def plot_budgets(report: dict[str, Any]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
-    for method, data in report["methods"].items():
-        budgets = data["budgets"]
-        ks = report["fingerprint_budgets"]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.8), sharey=True)
+    ks, rs = report["fingerprint_budgets"], report["repeat_budgets"]
+    methods = list(report["methods"])
+    for i, method in enumerate(methods):
+        budgets = report["methods"][method]["budgets"]
+        colour = DISTINCT_COLOURS[i % len(DISTINCT_COLOURS)]
         means = [budgets["fingerprints"]["all"][str(k)][0] for k in ks]
         stds = [budgets["fingerprints"]["all"][str(k)][1] for k in ks]
-        left.errorbar(ks, means, yerr=stds, marker="o", capsize=3, label=method)
-        rs = report["repeat_budgets"]
-        right.plot(rs, [budgets["repeats"]["all"][str(r)] for r in rs], marker="o", label=method)
-    left.set(xlabel="fingerprints sent (seeded subsets; all repeats)", ylabel="ROC-AUC",
-             title="AUC against fingerprints sent", xscale="log")
+        dodge = 1 + 0.025 * (i - (len(methods) - 1) / 2)  # error bars side by side, not stacked
+        left.errorbar([k * dodge for k in ks], means, yerr=stds, marker="o", capsize=3,
+                      label=method, color=colour)
+        right.plot(rs, [budgets["repeats"]["all"][str(r)] for r in rs], marker="o",
+                   label=method, color=colour)
+    left.set(xlabel="fingerprints sent (seeded subsets; all repeats; bars: std over subsets)",
+             ylabel="ROC-AUC", title="AUC against fingerprints sent", xscale="log")
     right.set(xlabel="repeats (all fingerprints)", title="AUC against repeats", xscale="log")
+    plain_log_ticks(left, "x", ks)
+    plain_log_ticks(right, "x", rs)
     for axes in (left, right):
         axes.grid(alpha=0.3)
-    right.legend(fontsize=8, loc="lower right")
+    handles, labels = left.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8,
+                  frameon=False)
     figure.suptitle("Query budget: all positives against the held-out negatives")
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     return png_bytes(figure)
 
 

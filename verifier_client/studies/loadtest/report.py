@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from models.atomic import write_bytes, write_json, write_text
-from verifier_client.studies.report_files import png_bytes
+from verifier_client.studies.report_files import plain_log_ticks, png_bytes
 
 
 def level_label(point: dict[str, Any]) -> str:
@@ -72,7 +72,7 @@ def _fmt(value: Any, digits: int = 2) -> str:
 def markdown_report(report: dict[str, Any], command: str | None = None) -> str:
     """The report as Markdown: settings, one row per point, and the overhead table."""
     s = report["settings"]
-    lines = ["# Load test", ""]
+    lines: list[str] = []  # no title: the file is read under the report's own section heading
     if command:
         lines += ["```", command, "```", ""]
     lines += [f"Server {report['url']}; {s['images_per_request']} image(s) per request, "
@@ -106,7 +106,7 @@ def markdown_report(report: dict[str, Any], command: str | None = None) -> str:
         first, second = report["models"]
         keyed = {(p["model"], p["mode"], p["concurrency"], p["rate"]): p
                  for p in report["points"]}
-        lines += ["", f"## Preprocessing overhead ({first} against {second}, same server, same "
+        lines += ["", f"### Preprocessing overhead ({first} against {second}, same server, same "
                   "run)", "", f"Latency percentiles of both ({first} / {second}): a percentile "
                   "of a few hundred requests moves by a few ms between runs, so a small "
                   "difference either way is noise. Server stage times: "
@@ -132,7 +132,6 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
     figure, axes = plt.subplots(figsize=(7.5, 4.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -151,21 +150,27 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
                   label=f"{name} p50")
         axes.plot(x, [p["latency_ms"]["p99"] for p in chosen], "s--", color=colour,
                   label=f"{name} p99", alpha=0.7)
-        for p, xi in zip(chosen, x, strict=True):  # one label per point, off the others' lines
-            axes.annotate(level_label(p), (xi, p["latency_ms"]["p50"]), fontsize=7,
-                          color=colour, textcoords="offset points",
-                          xytext=(4, -11 - 9 * index))
-    axes.set_xlabel("achieved throughput (images/s)")
+        if index == 0:  # the levels once, under the first series: the others sit beside it
+            for p, xi in zip(chosen, x, strict=True):
+                axes.annotate(level_label(p), (xi, p["latency_ms"]["p50"]), fontsize=7,
+                              color="0.25", textcoords="offset points", xytext=(6, -13))
+    axes.set_xlabel("achieved throughput (images/s); c = concurrent clients")
     axes.set_ylabel("latency (ms)")
     axes.set_yscale("log")
-    axes.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    values = [v for p in report["points"] for v in (p["latency_ms"]["p50"], p["latency_ms"]["p99"])
+              if v is not None]
+    if values:  # plain-number ticks (2, 5, 10, 20 ms), not 2x10^0
+        ticks = [t * 10.0 ** e for e in range(-2, 6) for t in (1, 2, 5)
+                 if min(values) / 1.5 <= t * 10.0 ** e <= max(values) * 1.5]
+        plain_log_ticks(axes, "y", ticks)
+        axes.set_ylim(min(values) / 1.35, max(values) * 1.3)  # room for the level labels
     axes.grid(True, which="both", alpha=0.3)
     modes = sorted({m for _, m in series})
     axes.set_title(f"Latency vs throughput of {' and '.join(report['models'])}: "
                    f"{'/'.join(modes)} loop, {report['settings']['images_per_request']} "
                    f"image(s) per request, {report['settings']['duration_s']:g} s per point",
                    fontsize=9)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
     write_bytes(path, png_bytes(figure))
 
