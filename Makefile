@@ -198,11 +198,14 @@ $(RESULTS)/roc-seed%/roc.json: $(ZOO)/calibration-seed%.json
 
 # ---- The report: its sections remade at one code version, then the page ------------------------
 # `make report-all` from a clean checkout (ZOO/RESULTS/REPORT may point elsewhere): about an hour
-# on 2 cores. The load test and the peer benchmark run first, on quiet cores. The population
-# studies that take hours (validation, fronts, false claims) have their own targets above and
-# below; the page states the version each section was made at and flags any that differs.
+# on 2 cores when validation and fronts find their measurement caches (OUT/cache, keyed by
+# model, sets and protocol; their records count what was reused), hours without. The load test
+# and the peer benchmark run first, on quiet cores. The page states the version each section was
+# made at and flags any that differs.
 REPORT ?= report
 LOADTEST_PORT ?= 8017
+# the accuser's transferable set (`generate --method transfer`, see the false-claims section)
+TRANSFER_SET ?= build/false-claims/transfer.safetensors
 .PHONY: report report-all report-results
 report:
 	$(PY) -m verifier_client report --results $(RESULTS) --repository $(ZOO) --out $(REPORT)
@@ -235,3 +238,8 @@ report-results:
 	  --out $(RESULTS)/stability
 	$(PY) -m verifier_client explain --target $(ZOO)/target --fingerprints $(ZOO)/fingerprints \
 	  --out $(RESULTS)/explain
+	$(PY) -m verifier_client validate --repository $(ZOO) --serve-behind '$(SERVE_BEHIND)' \
+	  --out $(RESULTS)/validation
+	$(PY) -m verifier_client fronts --repository $(ZOO) --repeats 3 --out $(RESULTS)/fronts
+	$(PY) -m verifier_client false-claims --repository $(ZOO) --fingerprints $(TRANSFER_SET) \
+	  --out $(RESULTS)/false-claims

@@ -148,6 +148,12 @@ def _summary(outcomes: dict[str, np.ndarray], names: Sequence[str]) -> dict[str,
             "mean": round(float(np.mean(values)), 4), "max": round(max(values), 4)}
 
 
+#: each null as a reader names it (the keys stay the JSON's identifiers)
+NULL_LABELS = {"accuser-least-matching": "the accuser's: innocents least like the set",
+               "accuser-other-architectures": "the accuser's: other architectures",
+               "verifier": "the verifier's calibration negatives"}
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     """The README's table: one row per null, the false-claim rate with its interval."""
     lines = [f"False claims with `{report['set']['name']}` ({report['set']['method']}, "
@@ -161,7 +167,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     for s in report["strategies"]:
         r = s["null_rates"]
         ci = s["interval_95"] or [0, 0]
-        lines.append(f"| {s['null']} | {s['null_models']} | {r['min']:.2f}-{r['max']:.2f} "
+        null = NULL_LABELS.get(s["null"], s["null"])
+        lines.append(f"| {null} | {s['null_models']} | {r['min']:.2f}-{r['max']:.2f} "
                      f"(mean {r['mean']:.2f}) | {s['suspects']} | {s['accused']} | "
                      f"{s['accused_rate']:.1%} [{ci[0]:.1%}, {ci[1]:.1%}] | "
                      f"{', '.join(s['decided_by'])} |")

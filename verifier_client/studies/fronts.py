@@ -42,6 +42,7 @@ from models.atomic import write_json
 from models.errors import UserError
 from models.provenance import code_version, utc_now
 from verifier_client.fingerprint_set import FingerprintSet
+from verifier_client.studies.validation import CacheCount
 
 DEFAULT_TRANSFORMS = ("rdg", "jpeg", "median", "bitdepth", "noise")
 DEFAULT_REPEATS = 5
@@ -156,8 +157,10 @@ def model_rates(entry: Any, front: Front, sets: Sequence[FingerprintSet], repeat
 
 def measure(zoo: Path, names: Sequence[str], fronts: Sequence[Front],
             sets: Sequence[FingerprintSet], repeats: int, train: Any, seed: int,
-            cache: Path, tick: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+            cache: Path, tick: Callable[[str], None],
+            count: CacheCount | None = None) -> dict[str, dict[str, Any]]:
     """``front label -> model -> model_rates``, from the cache where measured before."""
+    count = count if count is not None else CacheCount()
     from models.repository import Entry
 
     found: dict[str, dict[str, Any]] = {}
@@ -168,8 +171,10 @@ def measure(zoo: Path, names: Sequence[str], fronts: Sequence[Front],
             key = hashlib.sha256(f"{name}|{front.key()}|{repeats}|{seed}|{digest}".encode())
             file = cache / f"{name}-{key.hexdigest()[:16]}.json"
             if file.is_file():
+                count.reused += 1
                 found[front.label][name] = json.loads(file.read_text())
                 continue
+            count.measured += 1
             rates = model_rates(Entry.load(zoo / name), front, sets, repeats, train, seed)
             write_json(file, rates)
             found[front.label][name] = rates
@@ -243,7 +248,8 @@ def fronts_study(zoo: Path, sets: Sequence[FingerprintSet], *, copy: str = "targ
             predictor.logits, test, spec, acc_repeats, seed))), 4)}
         fronts.append(front)
     names = list(dict.fromkeys([copy, *positives, *innocents]))
-    measured = measure(zoo, names, fronts, sets, repeats, train, seed, cache, tick)
+    count = CacheCount()
+    measured = measure(zoo, names, fronts, sets, repeats, train, seed, cache, tick, count)
     methods = [s.method for s in sets]
     rows = front_rows(fronts, measured, methods, copy, positives, innocents)
     for row, front in zip(rows, fronts, strict=True):
@@ -261,7 +267,9 @@ def fronts_study(zoo: Path, sets: Sequence[FingerprintSet], *, copy: str = "targ
     return {"copy": copy, "csrp": csrp, "samples": samples, "acc_repeats": acc_repeats,
             "repeats": repeats, "seed": seed, "positives": list(positives),
             "innocents": len(innocents), "methods": methods, "fronts": rows,
-            "detector_fpr": DETECTOR_FPR, "code_version": code_version(), "time": utc_now()}
+            "detector_fpr": DETECTOR_FPR,
+            "cache": {"rates": count.to_dict(), "verdicts": validation.count.to_dict()},
+            "code_version": code_version(), "time": utc_now()}
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -278,7 +286,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         setting = "-" if spec is None else ", ".join(f"{k}={v}" for k, v in spec.items()
                                                      if k != "name")
         verdict = row["verdict"]
-        words = verdict["verdict"] + (f" ({verdict['path']})" if verdict.get("path") else "")
+        path = {"eot": "EOT sets", "plain": "plain sets"}.get(verdict.get("path") or "",
+                                                             verdict.get("path"))
+        words = verdict["verdict"].replace("_", " ") + (f" ({path})" if path else "")
         lines.append(f"| {row['front']} | {setting} | {row['top1']:.3f} | "
                      + " | ".join(f"{row['methods'][m]['auc']:.2f}" for m in methods)
                      + f" | {words} |")

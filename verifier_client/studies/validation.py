@@ -29,7 +29,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +78,23 @@ class VerificationPath:
         return entries
 
 
+@dataclass
+class CacheCount:
+    """How many measurements a run took from its cache and how many it made, so its record
+    says when its numbers were measured by an earlier run (same model, sets and protocol)."""
+
+    reused: int = 0
+    measured: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"reused": self.reused, "measured": self.measured}
+
+
 def measure_suspect(entry: Any, path: VerificationPath, front: dict[str, Any] | None,
-                    cache: Path | None) -> Outcomes:
+                    cache: Path | None, count: CacheCount | None = None) -> Outcomes:
     """Outcomes of one repository entry behind ``front`` (``None``: its own preprocessing)
     under ``path``'s protocol, from the cache when it was measured before."""
+    count = count if count is not None else CacheCount()
     from verifier_client.studies.population import local_outcomes
 
     protocol = path.protocol
@@ -91,8 +104,10 @@ def measure_suspect(entry: Any, path: VerificationPath, front: dict[str, Any] | 
     if cache is not None:
         file = cache / f"{entry.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
         if file.is_file():
+            count.reused += 1
             with np.load(file, allow_pickle=False) as archive:
                 return {k: archive[k] for k in archive.files}
+    count.measured += 1
     seed = int.from_bytes(hashlib.sha256(f"{entry.name}|{member_text(front)}".encode())
                           .digest()[:6], "big")
     found = local_outcomes(entry, path.sets, protocol.repeats, seed, protocol.votes,
@@ -145,6 +160,7 @@ class Validation:
     decide_by: str = "auto"
     seed: int = 0
     cache: Path | None = None
+    count: CacheCount = field(default_factory=CacheCount)
 
     def path_for(self, randomized: bool) -> VerificationPath | None:
         return self.front if randomized else self.plain
@@ -157,7 +173,7 @@ class Validation:
         if path is None:
             return {"verdict": "refused", "path": None,
                     "reason": "randomized, and no front-matched calibration was given"}
-        outcomes = measure_suspect(entry, path, front, self.cache)
+        outcomes = measure_suspect(entry, path, front, self.cache, self.count)
         entries = path.without(leave_out) if leave_out else None
         return decide_suspect(outcomes, path, self.alpha, self.decide_by, self.seed, entries)
 
@@ -206,7 +222,7 @@ def validate(zoo: Path, validation: Validation, heldout: Sequence[str],
             "positives": {category: _positives(decisions)
                           for category, decisions in positives.items()},
             "models": {label: group["models"] for label, group in groups.items()},
-            "positive_models": positives,
+            "positive_models": positives, "cache": validation.count.to_dict(),
             "code_version": code_version(), "time": utc_now()}
 
 
