@@ -201,7 +201,10 @@ $(RESULTS)/roc-seed%/roc.json: $(ZOO)/calibration-seed%.json
 # on 2 cores when validation and fronts find their measurement caches (OUT/cache, keyed by
 # model, sets and protocol; their records count what was reused), hours without. The load test
 # and the peer benchmark run first, on quiet cores. The page states the version each section was
-# made at and flags any that differs.
+# made at and flags any that differs. The commands are recorded as run: to keep the checkout
+# clean while results/ is written elsewhere, run from a folder holding zoo/ and results/ (links
+# will do) with `PYTHONPATH=CHECKOUT make -f CHECKOUT/Makefile report-all`.
+SRC := $(dir $(abspath $(firstword $(MAKEFILE_LIST))))
 REPORT ?= report
 LOADTEST_PORT ?= 8017
 # the accuser's transferable set (`generate --method transfer`, see the false-claims section)
@@ -221,7 +224,7 @@ report-results:
 	  $(PY) -m verifier_client loadtest --url http://127.0.0.1:$(LOADTEST_PORT) --model csrp \
 	    --model copy --concurrency 1,8,32,64 --duration 10 --quiet --out $(RESULTS)/loadtest
 	rm -f $(RESULTS)/.loadtest-server.log
-	$(PY) benchmarks/bench_peer.py --repository $(ZOO) --duration 8 --rounds 2 \
+	$(PY) $(SRC)benchmarks/bench_peer.py --repository $(ZOO) --duration 8 --rounds 2 \
 	  --concurrency 1,8,32 --out $(RESULTS)/peer
 	$(PY) -m verifier_client demo --repository $(ZOO) --json $(RESULTS)/demo.json
 	$(PY) -m verifier_client evaluate --repository $(ZOO) --repeats 100 \
