@@ -392,7 +392,7 @@ def markdown(table: dict, ratio: dict, levels: list[int], meta: dict) -> str:
     lines = [f"Peer benchmark ({meta['command']}), {meta['rounds']} interleaved rounds of "
              f"{meta['duration']:g} s per point, wrk one thread; {meta['cpus']} CPUs.", "",
              "| requests/s (p99 ms) | " + " | ".join(f"c={c}" for c in levels) + " |",
-             "|---|" + "---|" * len(levels)]
+             "|---|" + "---:|" * len(levels)]
     for target, row in table.items():
         cells = []
         for c in levels:
@@ -404,7 +404,7 @@ def markdown(table: dict, ratio: dict, levels: list[int], meta: dict) -> str:
             cells.append(f"{r[0]:.0f}-{r[1]:.0f} ({p[0]:.0f}-{p[1]:.0f}{bad})")
         lines.append(f"| {target_label(target)} | " + " | ".join(cells) + " |")
     lines += ["", "| ratio (mean requests/s) | " + " | ".join(f"c={c}" for c in levels) + " |",
-              "|---|" + "---|" * len(levels)]
+              "|---|" + "---:|" * len(levels)]
     for label, row in ratio.items():
         lines.append(f"| {label} | " + " | ".join(f"{row[c]:.2f}" if c in row else "-"
                                                   for c in levels) + " |")

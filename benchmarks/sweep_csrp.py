@@ -341,12 +341,13 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"# CSRP accuracy/strength sweep: {result['model']} ({result['arch']}, "
         f"{result['dataset']}, {'x'.join(map(str, result['input_shape']))})",
         "",
-        f"Clean top-1 **{100 * result['clean_top1']:.2f}%** on {result['test_samples']} test "
-        f"images ({result['test_subset']}). Data-free: the target behind CSRP, mean ± sample std "
+        f"Clean top-1 **{result['clean_top1']:.4f}** on {result['test_samples']} test "
+        f"images ({result['test_subset']}). Rates and drops are fractions, 0-1 (the JSON keeps "
+        "percent). Data-free: the target behind CSRP, mean ± sample std "
         f"over {result['repeats']} draws (per-sample offsets, the same draws at every point). "
         "`—` = invalid (Hr < H: the up-resize would shrink the image).",
         "",
-        "## Data-free top-1 (%)",
+        "## Data-free top-1",
         "",
         "| sigma \\ p | " + " | ".join(str(p) for p in ps) + " |",
         "|---|" + "---|" * len(ps),
@@ -356,14 +357,14 @@ def to_markdown(result: dict[str, Any]) -> str:
         for p in ps:
             r = cell.get((sigma, p))
             cells.append("—" if r is None or r.get("free_top1") is None
-                         else f"{r['free_top1']:.2f} ± {r['free_top1_std']:.2f}")
+                         else f"{r['free_top1'] / 100:.4f} ± {r['free_top1_std'] / 100:.4f}")
         lines.append(f"| {sigma:g} | " + " | ".join(cells) + " |")
-    lines += ["", "## Data-free drop from clean (points)", "",
+    lines += ["", "## Data-free drop from clean top-1", "",
               "| sigma \\ p | " + " | ".join(str(p) for p in ps) + " |",
               "|---|" + "---|" * len(ps)]
     for sigma in sigmas:
         cells = [("—" if (r := cell.get((sigma, p))) is None or r.get("free_drop") is None
-                  else f"{r['free_drop']:.1f}") for p in ps]
+                  else f"{r['free_drop'] / 100:.3f}") for p in ps]
         lines.append(f"| {sigma:g} | " + " | ".join(cells) + " |")
     adapted = [r for r in rows if r.get("adapted_top1") is not None]
     lines += ["", f"## After adaptation ({adapt['epochs']} epochs on {adapt['train_samples']} "
@@ -377,18 +378,20 @@ def to_markdown(result: dict[str, Any]) -> str:
         for r in adapted:
             lines.append(
                 f"| {r['sigma']:g} | {r['p']} | {r['h_max']} | {r['h_r']} | {r['shift_px']:.2f} "
-                f"| {r['scale']:.3f} | {r['free_top1']:.2f} ± {r['free_top1_std']:.2f} "
-                f"| {r['adapted_top1']:.2f} ± {r['adapted_top1_std']:.2f} "
-                f"| {r['adapted_clean_top1']:.2f} | {r['free_drop']:.1f} "
-                f"| {r['adapted_drop']:.1f} | {r['adapt_train_seconds']:.0f} |")
+                f"| {r['scale']:.3f} | {r['free_top1'] / 100:.4f} ± "
+                f"{r['free_top1_std'] / 100:.4f} "
+                f"| {r['adapted_top1'] / 100:.4f} ± {r['adapted_top1_std'] / 100:.4f} "
+                f"| {r['adapted_clean_top1'] / 100:.4f} | {r['free_drop'] / 100:.3f} "
+                f"| {r['adapted_drop'] / 100:.3f} | {r['adapt_train_seconds']:.0f} |")
     else:
         lines.append("(no adaptation in this run)")
     chosen = result["chosen"]
     lines += ["", "## Choice", "", f"Rule: {result['rule']}.", ""]
     if chosen:
         lines.append(f"**sigma = {chosen['sigma']:g}, p = {chosen['p']}**: data-free "
-                     f"{chosen['free_top1']:.2f}% (−{chosen['free_drop']:.1f}), adapted "
-                     f"{chosen['adapted_top1']:.2f}% (−{chosen['adapted_drop']:.1f}).")
+                     f"{chosen['free_top1'] / 100:.4f} (−{chosen['free_drop'] / 100:.3f}), "
+                     f"adapted {chosen['adapted_top1'] / 100:.4f} "
+                     f"(−{chosen['adapted_drop'] / 100:.3f}).")
     else:
         lines.append("No point satisfies the rule in this run.")
     lines += ["", "## Run", "",
@@ -408,32 +411,32 @@ def to_png(result: dict[str, Any]) -> bytes:
 
     rows = [r for r in result["points"] if r.get("free_top1") is not None]
     ps = sorted({r["p"] for r in rows})
-    clean = 100 * result["clean_top1"]
+    clean = result["clean_top1"]  # the plot's rates are 0-1, the JSON's top-1 values percent
     fig, ax = plt.subplots(figsize=(10, 5.4), dpi=120)
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(1, len(ps))))
     for colour, p in zip(colours, ps, strict=True):
         free = sorted((r for r in rows if r["p"] == p), key=lambda r: r["sigma"])
-        ax.errorbar([r["sigma"] for r in free], [r["free_top1"] for r in free],
-                    yerr=[r["free_top1_std"] for r in free], color=colour, marker="o",
+        ax.errorbar([r["sigma"] for r in free], [r["free_top1"] / 100 for r in free],
+                    yerr=[r["free_top1_std"] / 100 for r in free], color=colour, marker="o",
                     linestyle="-", capsize=2, label=f"p={p} data-free")
         done = [r for r in free if r.get("adapted_top1") is not None]
         if done:
-            ax.errorbar([r["sigma"] for r in done], [r["adapted_top1"] for r in done],
-                        yerr=[r["adapted_top1_std"] for r in done], color=colour, marker="s",
+            ax.errorbar([r["sigma"] for r in done], [r["adapted_top1"] / 100 for r in done],
+                        yerr=[r["adapted_top1_std"] / 100 for r in done], color=colour, marker="s",
                         linestyle="--", capsize=2, label=f"p={p} adapted")
     budgets = result["budgets"]
-    ax.axhline(clean, color="black", linewidth=1, label=f"clean {clean:.1f}%")
-    ax.axhline(clean - budgets["free"], color="grey", linestyle=":", linewidth=1,
-               label=f"clean − {budgets['free']:g} (data-free budget)")
-    ax.axhline(clean - budgets["ft"], color="grey", linestyle="-.", linewidth=1,
-               label=f"clean − {budgets['ft']:g} (adapted budget)")
+    ax.axhline(clean, color="black", linewidth=1, label=f"clean {clean:.3f}")
+    ax.axhline(clean - budgets["free"] / 100, color="grey", linestyle=":", linewidth=1,
+               label=f"clean − {budgets['free'] / 100:g} (data-free budget)")
+    ax.axhline(clean - budgets["ft"] / 100, color="grey", linestyle="-.", linewidth=1,
+               label=f"clean − {budgets['ft'] / 100:g} (adapted budget)")
     chosen = result["chosen"]
     if chosen:
-        ax.plot([chosen["sigma"]], [chosen["adapted_top1"]], marker="*", markersize=16,
+        ax.plot([chosen["sigma"]], [chosen["adapted_top1"] / 100], marker="*", markersize=16,
                 color="red", linestyle="none",
                 label=f"chosen sigma={chosen['sigma']:g}, p={chosen['p']}")
     ax.set_xlabel("sigma (scale limit)")
-    ax.set_ylabel("top-1 accuracy under CSRP (%)")
+    ax.set_ylabel("top-1 accuracy under CSRP (0-1)")
     ax.set_title(f"CSRP on {result['model']} ({result['arch']}, {result['dataset']}, "
                  f"{result['test_samples']} test images, {result['repeats']} draws)", fontsize=9)
     ax.grid(alpha=0.3)

@@ -6,6 +6,11 @@ command writes), its Markdown table (rendered with the ``markdown`` package) and
 ``templates/report.html.j2`` with Jinja2. A section whose files are missing says which command
 makes them; a malformed or foreign JSON file says what is wrong, and the other sections still
 render. Nothing is recomputed.
+
+Each section opens with a takeaway computed from its record (``report_takeaways``); each figure
+has alt text and a caption (``report_sections``). The page states once the code version most of
+its sections were made at and flags every section made at another, from a checkout with
+uncommitted changes, without a recorded version, or partly from an earlier run's cache.
 """
 
 from __future__ import annotations
@@ -13,97 +18,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from verifier_client.studies.report_sections import GLOSSARY, SECTIONS, SectionSpec
+from verifier_client.studies.report_takeaways import takeaway
+
 __all__ = ["SECTIONS", "Section", "SectionSpec", "build_report", "render", "report_methods",
-           "role_label"]
+           "results_version", "role_label"]
 
-
-@dataclass(frozen=True)
-class SectionSpec:
-    """Where one section's files are, relative to the results folder, and what made them."""
-
-    key: str
-    title: str
-    json: str
-    keys: tuple[str, ...]
-    command: str
-    markdown: str | None = None
-    images: tuple[str, ...] = ()
-    intro: str = ""
-
-
-SECTIONS: tuple[SectionSpec, ...] = (
-    SectionSpec("demo", "Verdicts on the shipped pirates (the demo)", "demo.json",
-                ("reports",), "python -m verifier_client demo --repository zoo --json "
-                "results/demo.json",
-                intro="Mean matching rate per method over the demo's repeats, with the verdict "
-                      "of each method and the overall verdict (family-wise alpha)."),
-    SectionSpec("evaluation", "The paper's table on the zoo", "evaluation/evaluation.json",
-                ("rows", "methods"), "python -m verifier_client evaluate --repository zoo "
-                "--repeats 100 --out results/evaluation", "evaluation/evaluation.md",
-                ("evaluation/evaluation.png",)),
-    SectionSpec("roc", "Population: ROC-AUC per method and attack", "roc/roc.json",
-                ("roles", "fingerprints"), "python -m verifier_client roc --repository zoo "
-                "--quiet --out results/roc", "roc/roc.md", ("roc/roc.png", "roc/budget.png")),
-    SectionSpec("validation", "Out-of-sample false accusations and catch rates",
-                "validation/validation.json", ("negatives", "positives"),
-                "python -m verifier_client validate --repository zoo --serve-behind 'none;"
-                "csrp(sigma=1.23, p=6);csrp(sigma=1.16, p=3);csrp(sigma=1.3, p=8)' --out "
-                "results/validation", "validation/validation.md",
-                intro="Innocents no calibration saw, as they are and behind CSRP, decided by "
-                      "verify --adaptive against a null measured through the same protocol; "
-                      "each model is one trial, intervals are exact (Clopper-Pearson)."),
-    SectionSpec("fronts", "Pirate fronts at CSRP's accuracy", "fronts/fronts.json",
-                ("fronts", "methods"), "python -m verifier_client fronts --repository zoo "
-                "--repeats 3 --out results/fronts", "fronts/fronts.md",
-                intro="Each front's strength is set so the copy's top-1 equals CSRP's; AUC of "
-                      "stolen copies against held-out innocents behind the same front, and the "
-                      "share of each set a query detector flags."),
-    SectionSpec("false-claims", "False claims and the commitment defence",
-                "false-claims/false-claims.json", ("strategies", "commitment"),
-                "python -m verifier_client false-claims --repository zoo --fingerprints "
-                "build/false-claims/transfer.safetensors --out results/false-claims",
-                "false-claims/false-claims.md",
-                intro="Transferable samples crafted on the accuser's own model: innocents are "
-                      "called stolen when the accuser chooses the null, and not when the "
-                      "verifier does."),
-    SectionSpec("eot", "The owner fights back: EOT fingerprints and votes", "roc-eot/roc.json",
-                ("roles", "fingerprints"), "python -m verifier_client roc --repository zoo "
-                "--fingerprints zoo/fingerprints-eot --repeats 10 --fingerprint-budgets 10,25,50 "
-                "--quiet --out results/roc-eot", "roc-eot/roc.md",
-                ("roc-eot/roc.png",)),
-    SectionSpec("tune-defence", "The pirate's answer: the defence's Pareto front",
-                "tune-defence/tune_defence.json", ("points", "fronts"),
-                "python -m models tune-defence --model zoo/target --transform csrp --grid "
-                "sigma=1.16,1.23,1.35 --grid p=3,6,9 --suite plain=zoo/fingerprints --suite "
-                "eot=zoo/fingerprints-eot --votes 1,5 --entries zoo/csrp-ft,zoo/csrp-ft-weak,"
-                "zoo/csrp-ft-strong --repeats 4 --samples 1000 --out results/tune-defence",
-                "tune-defence/tune_defence.md", ("tune-defence/tune_defence.png",)),
-    SectionSpec("stability", "RDG vs CSRP at equal accuracy (the paper's Table 5)",
-                "stability/stability.json", ("modes", "methods"),
-                "python -m verifier_client stability --repository zoo --threads 2 --out "
-                "results/stability",
-                "stability/stability.md", ("stability/stability.png",)),
-    SectionSpec("explain", "LIME before and after CSRP (the paper's Figures 4 and 5)",
-                "explain/explain.json", ("groups", "settings"),
-                "python -m verifier_client explain --target zoo/target --fingerprints "
-                "zoo/fingerprints --out results/explain", "explain/explain.md",
-                ("explain/explain.png",)),
-    SectionSpec("loadtest", "Load test: CSRP on and off", "loadtest/loadtest.json",
-                ("points", "models"),
-                "python -m server --repository zoo --models copy,csrp --port 8017 & python -m "
-                "verifier_client loadtest --url http://127.0.0.1:8017 --model csrp --model copy "
-                "--concurrency 1,8,32,64 --duration 10 --quiet --out results/loadtest",
-                "loadtest/loadtest.md", ("loadtest/loadtest.png",)),
-    SectionSpec("peer", "Serving against Triton and MLServer", "peer/peer.json",
-                ("table", "ratios"),
-                "python benchmarks/bench_peer.py --duration 8 --rounds 2 --concurrency 1,8,32 "
-                "--out results/peer", "peer/peer.md"),
-)
 
 _PROVENANCE = ("code_version", "seed", "repeats", "time", "created", "manifest_sha256", "command")
 
@@ -119,6 +45,34 @@ class Section:
     body: str = ""
     images: list[dict[str, str]] = field(default_factory=list)
     provenance: dict[str, str] = field(default_factory=dict)
+    takeaway: str = ""
+    code_version: str = ""
+    notes: list[str] = field(default_factory=list)  # cache reuse, said under the section
+    flag: str = ""  # set by render: why this section's provenance differs from the page's
+
+
+def record_version(record: dict[str, Any]) -> str:
+    """The code version a command recorded (the load test keeps it under ``client``, the peer
+    benchmark under ``meta``); ``""`` when it recorded none."""
+    for holder in (record, record.get("client"), record.get("meta")):
+        if isinstance(holder, dict) and isinstance(holder.get("code_version"), str):
+            return holder["code_version"]
+    return ""
+
+
+def _cache_note(record: dict[str, Any]) -> str:
+    """Said when a study took measurements from an earlier run's cache (validate, fronts)."""
+    cache = record.get("cache")
+    if not isinstance(cache, dict):
+        return ""
+    counts = [cache] if "reused" in cache else [c for c in cache.values() if isinstance(c, dict)]
+    reused = sum(int(c.get("reused", 0)) for c in counts)
+    total = reused + sum(int(c.get("measured", 0)) for c in counts)
+    if not reused:
+        return ""
+    return (f"{reused} of {total} measurements were read from the cache of an earlier run of "
+            "the same command (keyed by model, fingerprint sets and query protocol); the "
+            "verdicts and tables were computed at this section's code version.")
 
 
 def _markdown_html(text: str) -> str:
@@ -164,6 +118,7 @@ def _demo_table(record: dict[str, Any]) -> str:
             cells.append(f"{entry.get('mr_mean', float('nan')):.2f}{mark}")
         overall = report.get("overall", {})
         verdict = overall.get("verdict", "-") if isinstance(overall, dict) else str(overall)
+        verdict = str(verdict).replace("_", " ")
         lines.append(f"| {report.get('model', '?')} | {role_label(report.get('role'))} | "
                      + " | ".join(cells)
                      + f" | {verdict} |")
@@ -188,11 +143,19 @@ def _section(spec: SectionSpec, results: Path) -> Section:
             parts.append(_markdown_html(_demo_table(record)))
         if spec.markdown is not None and (results / spec.markdown).is_file():
             parts.append(_markdown_html((results / spec.markdown).read_text()))
-        section.body = "\n".join(parts)
-        for image in spec.images:
-            if (results / image).is_file():
-                section.images.append({"uri": _data_uri(results / image), "alt": image})
-        section.provenance = {key: str(record[key]) for key in _PROVENANCE if key in record}
+        # wide tables scroll inside their own box instead of pushing the page sideways
+        section.body = ("\n".join(parts).replace("<table>", '<div class="table-wrap"><table>')
+                        .replace("</table>", "</table></div>"))
+        for figure in spec.images:
+            if (results / figure.path).is_file():
+                section.images.append({"uri": _data_uri(results / figure.path),
+                                       "alt": figure.alt, "caption": figure.caption,
+                                       "file": figure.path})
+        section.provenance = {key: str(record[key]) for key in _PROVENANCE
+                              if key in record and key != "code_version"}
+        section.code_version = record_version(record)
+        section.takeaway = takeaway(spec.key, record)
+        section.notes = [note for note in (_cache_note(record),) if note]
     except (ValueError, KeyError, TypeError, OSError) as error:
         section.status, section.message = "error", str(error) or type(error).__name__
     return section
@@ -209,14 +172,39 @@ def manifest_hash(zoo: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "(none)"
 
 
+def results_version(sections: Sequence[Section]) -> str:
+    """The code version most readable sections were made at (``""`` when none records one)."""
+    versions = Counter(s.code_version for s in sections if s.status == "ok" and s.code_version)
+    return versions.most_common(1)[0][0] if versions else ""
+
+
+def _flag(section: Section, version: str) -> str:
+    if section.status != "ok":
+        return ""
+    if not section.code_version:
+        return "This section's record states no code version."
+    if section.code_version.endswith(".dirty"):
+        return (f"Made at {section.code_version}: a checkout with uncommitted changes, so the "
+                "code that made it cannot be recovered exactly.")
+    if section.code_version != version:
+        return (f"Made at code version {section.code_version}, not the {version} of the rest "
+                "of this page.")
+    return ""
+
+
 def render(sections: Sequence[Section], *, zoo: Path, command: str, code_version: str,
            created: str) -> str:
+    """The page; ``code_version`` is the renderer's, stated beside the results' own."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
+    version = results_version(sections)
+    for section in sections:
+        section.flag = _flag(section, version)
     environment = Environment(loader=PackageLoader("verifier_client.studies", "templates"),
                               autoescape=select_autoescape(["html", "j2"]))
     template = environment.get_template("report.html.j2")
     return template.render(title="csrp-testbed results", sections=sections, command=command,
-                           code_version=code_version, created=created,
-                           manifest=str(zoo / "population.json"),
+                           code_version=code_version, results_version=version,
+                           flagged=[s for s in sections if s.flag], glossary=GLOSSARY,
+                           created=created, manifest=str(zoo / "population.json"),
                            manifest_sha256=manifest_hash(zoo))
