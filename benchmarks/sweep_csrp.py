@@ -413,7 +413,10 @@ def to_png(result: dict[str, Any]) -> bytes:
     ps = sorted({r["p"] for r in rows})
     clean = result["clean_top1"]  # the plot's rates are 0-1, the JSON's top-1 values percent
     fig, ax = plt.subplots(figsize=(10, 5.4), dpi=120)
-    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(1, len(ps))))
+    # one distinct hue per p (a sequential map made neighbouring p indistinguishable)
+    palette = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
+               "tab:pink", "tab:olive", "tab:cyan")
+    colours = [palette[i % len(palette)] for i in range(len(ps))]
     for colour, p in zip(colours, ps, strict=True):
         free = sorted((r for r in rows if r["p"] == p), key=lambda r: r["sigma"])
         ax.errorbar([r["sigma"] for r in free], [r["free_top1"] / 100 for r in free],
