@@ -231,7 +231,8 @@ report-results:
 	  --out $(RESULTS)/evaluation
 	$(PY) -m verifier_client roc --repository $(ZOO) --quiet --out $(RESULTS)/roc
 	$(PY) -m verifier_client roc --repository $(ZOO) --fingerprints $(ZOO)/fingerprints-eot \
-	  --repeats 10 --fingerprint-budgets 10,25,50 --quiet --out $(RESULTS)/roc-eot
+	  --repeats 10 --fingerprint-budgets 10,25,50 --repeat-budgets 1,5,10 --quiet \
+	  --out $(RESULTS)/roc-eot
 	$(PY) -m models tune-defence --model $(ZOO)/target --transform csrp \
 	  --grid sigma=1.16,1.23,1.35 --grid p=3,6,9 --suite plain=$(ZOO)/fingerprints \
 	  --suite eot=$(ZOO)/fingerprints-eot --votes 1,5 \

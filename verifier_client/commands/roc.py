@@ -50,9 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    default=[10, 25, 50, 100],
                    metavar="K,K", help="fingerprints sent, for the budget curve (default "
                    "10,25,50,100)")
-    p.add_argument("--repeat-budgets", action=CommaList, item=int, default=[1, 5, 20],
+    p.add_argument("--repeat-budgets", action=CommaList, item=int, default=None,
                    metavar="R,R",
-                   help="repeats, for the budget curve (default 1,5,20)")
+                   help="repeats, for the budget curve (default 1,5,20, those above --repeats "
+                        "replaced by --repeats)")
     p.add_argument("--subsamples", type=positive_int, default=20,
                    help="seeded fingerprint subsets per budget (default 20)")
     p.add_argument("--votes", type=positive_int, default=1, metavar="K",
@@ -66,6 +67,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def default_repeat_budgets(repeats: int) -> list[int]:
+    """1, 5 and 20 repeats, capped at what was measured: ``--repeats 10`` gives 1, 5, 10 (a
+    budget the user never set must not fail the run)."""
+    return sorted({min(r, repeats) for r in (1, 5, 20)})
+
+
 def run(args: argparse.Namespace) -> int:
     from verifier_client.studies.roc_study import roc_study, to_markdown, write_outputs
 
@@ -74,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     report, outcomes = roc_study(args.repository, args.fingerprints, repeats=args.repeats,
                                  via_server=args.via_server,
                                  fingerprint_budgets=args.fingerprint_budgets,
-                                 repeat_budgets=args.repeat_budgets, subsamples=args.subsamples,
+                                 repeat_budgets=args.repeat_budgets or default_repeat_budgets(
+                                     args.repeats), subsamples=args.subsamples,
                                  seed=args.seed, progress=not args.quiet, votes=args.votes)
     write_outputs(report, outcomes, args.out)
     print(to_markdown(report))

@@ -100,6 +100,20 @@ def test_budgets_beyond_the_sets_are_one_line(tiny_population: Path, tmp_path: P
     assert not (tmp_path / "x").exists()
 
 
+def test_default_repeat_budgets_follow_the_repeats_measured(tiny_population: Path,
+                                                           tmp_path: Path) -> None:
+    """``--repeats 2`` without budgets runs (budgets 1 and 2), where the fixed default 1,5,20
+    used to stop it with an error about a budget the user never set."""
+    from verifier_client.commands.roc import default_repeat_budgets
+
+    assert default_repeat_budgets(20) == [1, 5, 20]
+    assert default_repeat_budgets(10) == [1, 5, 10]
+    assert main(["roc", "--zoo", str(tiny_population), "--repeats", "2", "--quiet",
+                 "--fingerprint-budgets", "5", "--subsamples", "2",
+                 "--out", str(tmp_path / "x")]) == 0
+    assert json.loads((tmp_path / "x" / "roc.json").read_text())["repeat_budgets"] == [1, 2]
+
+
 def test_a_manifest_naming_a_missing_entry_is_one_line(tiny_population: Path, tmp_path: Path,
                                                         capsys) -> None:
     import shutil
