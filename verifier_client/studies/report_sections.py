@@ -98,11 +98,13 @@ SECTIONS: tuple[SectionSpec, ...] = (
     SectionSpec("tune-defence", "The pirate's answer: the defence's Pareto front",
                 "tune-defence/tune_defence.json", ("points", "fronts"),
                 "python -m models tune-defence --model zoo/target --transform csrp --grid "
-                "sigma=1.16,1.23,1.35 --grid p=3,6,9 --suite plain=zoo/fingerprints/cae.safetensors,"
+                "sigma=1.16,1.23,1.35 --grid p=3,6,9 --suite "
+                "plain=zoo/fingerprints/cae.safetensors,"
                 "zoo/fingerprints/ipguard.safetensors,zoo/fingerprints/rce-gm.safetensors,"
                 "zoo/fingerprints/rce-lt.safetensors,zoo/fingerprints/rce.safetensors,"
-                "zoo/fingerprints/vce.safetensors --suite eot=zoo/fingerprints-eot --votes 1,5 --entries zoo/csrp-ft,zoo/csrp-ft-weak,"
-                "zoo/csrp-ft-strong --repeats 4 --samples 1000 --out results/tune-defence",
+                "zoo/fingerprints/vce.safetensors --suite eot=zoo/fingerprints-eot --votes 1,5 "
+                "--entries zoo/csrp-ft,zoo/csrp-ft-weak,zoo/csrp-ft-strong --repeats 4 "
+                "--samples 1000 --out results/tune-defence",
                 "tune-defence/tune_defence.md", (Figure("tune-defence/tune_defence.png",
                                  "Scatter plots: the pirate's accuracy against the owner's best "
                                  "matching rate for each CSRP setting, plain and EOT "
