@@ -125,7 +125,17 @@ def _demo_table(record: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n\nS: that method's verdict is stolen.\n"
 
 
-def _section(spec: SectionSpec, results: Path) -> Section:
+def _manifest_note(record: dict[str, Any], manifest: str) -> str:
+    """Said when a study measured a population the zoo has since grown past."""
+    made_on = record.get("manifest_sha256")
+    if not isinstance(made_on, str) or manifest == "(none)" or made_on == manifest:
+        return ""
+    return (f"Measured on the population manifest {made_on[:12]}; the zoo's is now "
+            f"{manifest[:12]} (models were added or changed since), so a rerun measures a "
+            "different population.")
+
+
+def _section(spec: SectionSpec, results: Path, manifest: str = "(none)") -> Section:
     section = Section(spec.key, spec.title, spec.json, spec.command, "ok")
     path = results / spec.json
     if not path.is_file():
@@ -155,7 +165,8 @@ def _section(spec: SectionSpec, results: Path) -> Section:
                               if key in record and key != "code_version"}
         section.code_version = record_version(record)
         section.takeaway = takeaway(spec.key, record)
-        section.notes = [note for note in (_cache_note(record),) if note]
+        section.notes = [note for note in (_cache_note(record), _manifest_note(record, manifest))
+                         if note]
     except (ValueError, KeyError, TypeError, OSError) as error:
         section.status, section.message = "error", str(error) or type(error).__name__
     return section
@@ -164,7 +175,8 @@ def _section(spec: SectionSpec, results: Path) -> Section:
 def build_report(results: Path, zoo: Path,
                  specs: Sequence[SectionSpec] = SECTIONS) -> list[Section]:
     """Every section of ``results`` (see module doc)."""
-    return [_section(spec, results) for spec in specs]
+    manifest = manifest_hash(zoo)
+    return [_section(spec, results, manifest) for spec in specs]
 
 
 def manifest_hash(zoo: Path) -> str:

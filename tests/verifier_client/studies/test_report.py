@@ -53,6 +53,10 @@ def results(tmp_path: Path) -> Path:
     (root / "validation" / "validation.json").write_text(json.dumps(
         {"negatives": {}, "positives": {}, "code_version": "0.1.0+gtest",
          "cache": {"reused": 5, "measured": 2}}))
+    (root / "roc-eot").mkdir()
+    (root / "roc-eot" / "roc.json").write_text(json.dumps(
+        {"roles": {}, "fingerprints": [], "methods": {}, "code_version": "0.1.0+gtest",
+         "manifest_sha256": "0123456789ab" + "0" * 52}))
     (root / "roc").mkdir()
     (root / "roc" / "roc.json").write_text("{not json")  # malformed
     (root / "stability").mkdir()
@@ -95,6 +99,8 @@ def test_the_page_states_one_results_version_and_flags_the_others(results: Path,
     assert ('<p class="flag">Made at 0.1.0+gother.dirty: a checkout with uncommitted changes'
             in html)
     assert "5 of 7 measurements were read from the cache of an earlier run" in html
+    # a study of a population the zoo has grown past says so
+    assert "Measured on the population manifest 0123456789ab; the zoo&#39;s is now" in html
     assert html.count('<p class="flag">') == 1  # the sections at 0.1.0+gtest are not flagged
 
 
