@@ -65,6 +65,15 @@ class Manifest:
                 out.setdefault(entry["category"], []).append(entry["name"])
         return out
 
+    def heldout_categories(self) -> dict[str, list[str]]:
+        """Held-out negatives by kind (architecture; ``independent-disjoint``: never saw the
+        owner's private points), in manifest order."""
+        out: dict[str, list[str]] = {}
+        for entry in self.entries:
+            if entry["role"] == "heldout-negative":
+                out.setdefault(entry.get("category") or "held-out", []).append(entry["name"])
+        return out
+
     def entry(self, name: str) -> dict[str, Any]:
         for entry in self.entries:
             if entry["name"] == name:

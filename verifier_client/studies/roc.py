@@ -128,6 +128,23 @@ def method_report(scores: dict[str, float], calibration: Sequence[str], heldout:
     return out
 
 
+def heldout_kinds(scores: dict[str, float], thresholds: Sequence[dict[str, Any]],
+                  kinds: dict[str, list[str]], positives: Sequence[str]) -> dict[str, Any]:
+    """Per kind of held-out innocent: how many, their mean score, the share above each
+    calibrated threshold (the FPR an innocent of that kind meets) and the AUC of all positives
+    against them alone. Innocents of the owner's recipe, of other architectures, or that never
+    saw the owner's private points (what Dataset Inference claims to tell apart) differ."""
+    ranked = _group(scores, positives)
+    out = {}
+    for kind, names in kinds.items():
+        values = _group(scores, names)
+        out[kind] = {"models": len(values), "mean_score": round(float(np.mean(values)), 4),
+                     "fpr": {str(t["fpr"]): round(float(np.mean(
+                         [v > t["threshold"] for v in values])), 4) for t in thresholds},
+                     "auc_all_positives": round(auc(ranked, values), 4)}
+    return out
+
+
 def budget_curves(outcomes: dict[str, np.ndarray], calibration: Sequence[str],
                   heldout: Sequence[str], categories: dict[str, list[str]],
                   fingerprint_budgets: Sequence[int], repeat_budgets: Sequence[int],

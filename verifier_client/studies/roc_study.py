@@ -20,6 +20,7 @@ from verifier_client.studies.roc import (
     REPEAT_BUDGETS,
     budget_curves,
     check_budgets,
+    heldout_kinds,
     method_report,
     rates,
 )
@@ -38,6 +39,7 @@ def roc_study(zoo: Path, fingerprints: Path | None = None, *, repeats: int = 20,
     sets = load_sets([fingerprints or zoo / "fingerprints"])
     calibration = manifest.names("calibration-negative")
     heldout = manifest.names("heldout-negative")
+    kinds = manifest.heldout_categories()
     categories = manifest.categories()
     n = min(s.n for s in sets)
     check_budgets(n, repeats, fingerprint_budgets, repeat_budgets)
@@ -49,9 +51,12 @@ def roc_study(zoo: Path, fingerprints: Path | None = None, *, repeats: int = 20,
     for fset in sets:
         per_model = {name: outcomes[name][fset.method] for name in names}
         scores = {name: rates(matrix) for name, matrix in per_model.items()}
+        summary = method_report(scores, calibration, heldout, categories, seed)
         methods[fset.method] = {
             "scores": {name: round(score, 4) for name, score in scores.items()},
-            **method_report(scores, calibration, heldout, categories, seed),
+            **summary,
+            "heldout_kinds": heldout_kinds(scores, summary["thresholds"], kinds,
+                                           summary["groups"]["all"]["models"]),
             "budgets": budget_curves(per_model, calibration, heldout, categories,
                                      fingerprint_budgets, repeat_budgets, subsamples, seed)}
     report = {
@@ -135,6 +140,17 @@ def to_markdown(report: dict[str, Any]) -> str:
             _percent(report["methods"][m]["heldout_fpr"][fpr]) for m in methods) + " |")
         notes = {report["methods"][m]["thresholds"][index]["note"] for m in methods} - {None}
         lines += [f"\n{note}" for note in sorted(notes)]
+    kinds = report["methods"][methods[0]].get("heldout_kinds", {})
+    if len(kinds) > 1:
+        lines += ["", "Held-out innocents by kind: share above the 1% threshold / AUC of all "
+                  "positives against that kind alone:", "",
+                  "| innocents | models | " + " | ".join(methods) + " |",
+                  "|---|---:|" + "---:|" * len(methods)]
+        for kind, first_kind in kinds.items():
+            lines.append(f"| {kind} | {first_kind['models']} | " + " | ".join(
+                f"{_percent(report['methods'][m]['heldout_kinds'][kind]['fpr']['0.01'])} / "
+                f"{report['methods'][m]['heldout_kinds'][kind]['auc_all_positives']:.2f}"
+                for m in methods) + " |")
     lines += ["", "AUC (all positives) against the query budget: fingerprints sent (all repeats) "
               "| repeats (all fingerprints):", "",
               "| method | " + " | ".join(f"k={k}" for k in report["fingerprint_budgets"]) + " | "

@@ -49,6 +49,23 @@ def test_thresholds_come_from_calibration_models_only() -> None:
     assert recalibrated["thresholds"] != first["thresholds"]
 
 
+def test_heldout_kinds_separate_innocents_that_score_like_the_copy() -> None:
+    """Innocents of one kind above the threshold (as Dataset Inference's critics predict for
+    innocents trained on the owner's data) show as that kind's FPR and AUC, not the others'."""
+    from verifier_client.studies.roc import heldout_kinds
+
+    scores = {"c1": 0.2, "c2": 0.3, "c3": 0.4, "s1": 0.9, "s2": 0.95, "d1": 0.1, "d2": 0.15,
+              "p1": 0.92, "p2": 0.8}
+    thresholds = method_report(scores, ["c1", "c2", "c3"], ["s1", "s2", "d1", "d2"],
+                               {"a": ["p1", "p2"]}, seed=0)["thresholds"]
+    kinds = heldout_kinds(scores, thresholds, {"saw-private": ["s1", "s2"],
+                                               "disjoint": ["d1", "d2"]}, ["p1", "p2"])
+    assert kinds["saw-private"]["fpr"]["0.01"] == 1.0 and kinds["disjoint"]["fpr"]["0.01"] == 0.0
+    assert kinds["disjoint"]["auc_all_positives"] == 1.0
+    assert kinds["saw-private"]["auc_all_positives"] == 0.25  # p1 beats s1 only
+    assert kinds["disjoint"]["models"] == 2 and kinds["disjoint"]["mean_score"] == 0.125
+
+
 def test_rates_at_a_budget() -> None:
     outcomes = np.array([[1, 1, 0, 0], [1, 0, 0, 0]], dtype=bool)
     assert rates(outcomes) == 3 / 8
