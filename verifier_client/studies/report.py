@@ -47,7 +47,7 @@ class Section:
     provenance: dict[str, str] = field(default_factory=dict)
     takeaway: str = ""
     code_version: str = ""
-    notes: list[str] = field(default_factory=list)  # cache reuse, said under the section
+    notes: list[str] = field(default_factory=list)  # cache reuse, an older manifest
     flag: str = ""  # set by render: why this section's provenance differs from the page's
 
 

@@ -151,6 +151,8 @@ SECTIONS: tuple[SectionSpec, ...] = (
 
 #: the terms a reader meets in the tables, defined once
 GLOSSARY: tuple[tuple[str, str], ...] = (
+    ("units", "a model's rates (matching rate, top-1 accuracy) and AUCs are fractions, 0-1; "
+     "shares of models (TPR, FPR, models accused) are percentages with their count."),
     ("matching rate", "the share of fingerprint samples a suspect answers with the label the "
      "owner's model gives them; 1.00 for an exact copy."),
     ("T_avg", "the matching rate averaged over repeated tests (the paper's notation)."),
