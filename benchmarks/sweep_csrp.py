@@ -63,6 +63,7 @@ from models.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx  # noqa: E40
 from models.repository import load_model  # noqa: E402
 from models.runtime import OnnxPredictor  # noqa: E402
 from models.transforms import csrp_geometry  # noqa: E402
+from verifier_client.studies.report_files import DISTINCT_COLOURS  # noqa: E402
 
 SIGMAS = (1.1, 1.16, 1.23, 1.3, 1.4, 1.5)
 PS = (1, 2, 3, 4, 5, 6)
@@ -414,9 +415,7 @@ def to_png(result: dict[str, Any]) -> bytes:
     clean = result["clean_top1"]  # the plot's rates are 0-1, the JSON's top-1 values percent
     fig, ax = plt.subplots(figsize=(10, 5.4), dpi=120)
     # one distinct hue per p (a sequential map made neighbouring p indistinguishable)
-    palette = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
-               "tab:pink", "tab:olive", "tab:cyan")
-    colours = [palette[i % len(palette)] for i in range(len(ps))]
+    colours = [DISTINCT_COLOURS[i % len(DISTINCT_COLOURS)] for i in range(len(ps))]
     for colour, p in zip(colours, ps, strict=True):
         free = sorted((r for r in rows if r["p"] == p), key=lambda r: r["sigma"])
         ax.errorbar([r["sigma"] for r in free], [r["free_top1"] / 100 for r in free],

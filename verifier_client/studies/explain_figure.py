@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from verifier_client.protocol import member_text
 from verifier_client.studies.explain import GroupResult
 
 __all__ = ["draw_figure", "markdown"]
@@ -68,17 +69,9 @@ def _name(class_names: Sequence[str], index: int) -> str:
     return class_names[index] if 0 <= index < len(class_names) else str(index)
 
 
-def _spec_text(spec: Any) -> str:
-    """``{'name': 'csrp', 'sigma': 1.23, 'p': 6}`` -> ``csrp(sigma=1.23, p=6)``."""
-    if not isinstance(spec, dict):
-        return str(spec)
-    options = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name")
-    return f"{spec.get('name')}({options})"
-
-
 def markdown(summary: dict[str, Any]) -> str:
     settings = summary["settings"]
-    lines = [f"LIME overlap before / after CSRP ({_spec_text(summary['transform'])}), "
+    lines = [f"LIME overlap before / after CSRP ({member_text(summary['transform'])}), "
              f"{summary['segmentation']}, top {settings['top_k']} superpixels, "
              f"{settings['lime_samples']} LIME samples, seed {settings['seed']}", "",
              "| group | images | overlap mean | 95% CI (bootstrap over images) | std | "
