@@ -52,6 +52,7 @@ __all__ = [
     "CALIBRATION_FORMAT",
     "DEFAULT_ALPHA",
     "RULES",
+    "EarlierCalibration",
     "IndependentSource",
     "NullFit",
     "calibrate",
@@ -364,6 +365,89 @@ class _Cache:
             self.path.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class EarlierCalibration:
+    """Rates an earlier calibration file already holds, for ``calibrate --reuse``: growing a
+    null population from 42 to 100 negatives then measures only the 58 new ones.
+
+    Only a file measured under the same protocol on the same sets (by sha256) is accepted, and a
+    model only when it is the same source (the same repository folder, or the same URL and
+    model); its per-member rates are taken as they are. Each model's measurement is seeded by
+    the protocol's seed and its name, so a fresh measurement with unchanged code gives the same
+    numbers (tests/verifier_client/test_calibration.py checks this), and the new file records
+    the earlier file's sha256 and code version beside the names it took.
+    """
+
+    path: Path
+    sha256: str
+    code_version: str
+    rates: dict[str, dict[str, list[float]]]  # source key -> {member: [rate per set]}
+
+    @classmethod
+    def load(cls, path: Path, protocol: Protocol,
+             sets: Sequence[FingerprintSet]) -> EarlierCalibration:
+        document = load_calibration(path)
+        if protocol_of(document).to_dict() != protocol.to_dict():
+            raise UserError(f"{path}: measured under another protocol "
+                            f"({protocol_of(document).describe()}), not "
+                            f"{protocol.describe()}: nothing in it can be reused")
+        entries = []
+        for fset in sets:
+            entry = document["methods"].get(fset.method)
+            if not isinstance(entry, dict) or entry.get("set_sha256") != fset.sha256:
+                raise UserError(f"{path}: no rates for this {fset.method!r} set (sha256 "
+                                f"{fset.sha256[:12]}): nothing in it can be reused")
+            entries.append(entry)
+        members = protocol.member_names()
+        try:
+            names = [str(n) for n in entries[0]["independent_names"]]
+            by_model: dict[str, dict[str, list[float]]] = {
+                name: {m: [] for m in members} for name in names}
+            for entry in entries:
+                if [str(n) for n in entry["independent_names"]] != names:
+                    raise ValueError("methods list different models")
+                recorded = {str(r["front"]): [float(x) for x in r["rates"]]
+                            for r in entry["members"]}
+                for member in members:
+                    if len(recorded[member]) != len(names):
+                        raise ValueError("one rate per model")
+                    for name, rate in zip(names, recorded[member], strict=True):
+                        if not 0.0 <= rate <= 1.0:
+                            raise ValueError(f"rate {rate} outside [0, 1]")
+                        by_model[name][member].append(rate)
+            described = {str(d["name"]): dict(d) for d in document["independent"]}
+            rates = {}
+            for name in names:
+                description = described[name]
+                if description.get("path"):
+                    description["path"] = str((path.parent / description["path"]).resolve())
+                source = IndependentSource(
+                    name, path=Path(description["path"]) if description.get("path") else None,
+                    url=description.get("url"), model=description.get("model"))
+                rates[_source_key(source)] = by_model[name]
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserError(f"{path}: its rates cannot be read back ({error})") from None
+        from models.files import read_regular_file
+
+        digest = hashlib.sha256(read_regular_file(path, MAX_CALIBRATION_BYTES,
+                                                  "calibration file")).hexdigest()
+        return cls(path, digest, str(document.get("code_version", "unknown")), rates)
+
+    def take(self, source: IndependentSource) -> dict[str, list[float]] | None:
+        return self.rates.get(_source_key(source))
+
+    def record(self, names: Sequence[str]) -> dict[str, Any]:
+        return {"file": str(self.path), "sha256": self.sha256,
+                "code_version": self.code_version, "models": list(names)}
+
+
+def _source_key(source: IndependentSource) -> str:
+    """Which model a source is, wherever the calibration file that names it lies."""
+    if source.path is not None:
+        return "path:" + str(source.path.resolve())
+    return f"remote:{source.url} {source.model}"
+
+
 def measure(source: IndependentSource, sets: Sequence[FingerprintSet], protocol: Protocol,
             client_options: dict[str, Any] | None = None) -> dict[str, list[float]]:
     """One negative's rate on every set under every member of ``protocol``:
@@ -387,15 +471,17 @@ def calibrate(sets: Sequence[FingerprintSet], independents: Sequence[Independent
               repeats: int = 1, alpha: float = DEFAULT_ALPHA, rule: Rule = "conservative",
               seed: int = 0, client_options: dict[str, Any] | None = None,
               progress: Callable[[str], None] | None = None, front: str | None = None,
-              votes: int = 1, partial: Path | None = None) -> dict[str, Any]:
+              votes: int = 1, partial: Path | None = None,
+              reuse: Path | None = None) -> dict[str, Any]:
     """Measure every independent model on every set and build the calibration document.
 
     The negatives are queried under one :class:`~verifier_client.protocol.Protocol`: behind
     every member of ``front`` (``None``: as they are), with ``votes`` per fingerprint and the
     mean over ``repeats`` repeats (for randomized models; a deterministic one is asked once).
     ``client_options`` go to :class:`verifier_client.oip_client.OIPClient`. ``partial`` keeps
-    finished models (see ``_Cache``) so an interrupted run resumes. Returns the JSON-ready
-    document; write it with :func:`write_calibration`.
+    finished models (see ``_Cache``) so an interrupted run resumes; ``reuse`` (an earlier
+    calibration file, see :class:`EarlierCalibration`) gives the rates of models it already
+    measured. Returns the JSON-ready document; write it with :func:`write_calibration`.
     """
     if len(independents) < 1:
         raise UserError("calibration needs at least one independent model")
@@ -409,6 +495,8 @@ def calibrate(sets: Sequence[FingerprintSet], independents: Sequence[Independent
         raise UserError(f"independent model names must be unique; got {names}")
     protocol = Protocol.make(front, votes, repeats, seed)
     cache = _Cache(partial, protocol, sets)
+    earlier = EarlierCalibration.load(Path(reuse), protocol, sets) if reuse else None
+    reused: list[str] = []
     # rates[member][method] = one rate per independent model, in ``names`` order
     rates: dict[str, dict[str, list[float]]] = {
         m: {s.method: [] for s in sets} for m in protocol.member_names()}
@@ -416,6 +504,10 @@ def calibrate(sets: Sequence[FingerprintSet], independents: Sequence[Independent
         if progress:
             progress(independent.name)
         measured = cache.done.get(cache.key(independent))
+        if measured is None and earlier is not None:
+            measured = earlier.take(independent)
+            if measured is not None:
+                reused.append(independent.name)
         if measured is None:
             measured = measure(independent, sets, protocol, client_options)
             cache.add(independent, measured)
@@ -436,6 +528,9 @@ def calibrate(sets: Sequence[FingerprintSet], independents: Sequence[Independent
                 "alpha": alpha, "rule": rule, "repeats": repeats,
                 "protocol": protocol.to_dict(),
                 "independent": [ind.describe() for ind in independents], "methods": entries}
+    if reused:
+        assert earlier is not None
+        document["reused"] = earlier.record(reused)
     cache.clear()
     return document
 
@@ -457,6 +552,8 @@ def write_calibration(path: str | Path, document: dict[str, Any]) -> Path:
     document = copy.deepcopy(document)
     for entry in document.get("methods", {}).values():
         entry["set_file"] = _relative(entry["set_file"], path.parent)
+    if isinstance(document.get("reused"), dict):
+        document["reused"]["file"] = _relative(document["reused"]["file"], path.parent)
     for independent in document.get("independent", []):
         if independent.get("path"):
             independent["path"] = _relative(independent["path"], path.parent)

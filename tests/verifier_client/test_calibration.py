@@ -282,3 +282,109 @@ def test_local_rates_apply_the_entry_preprocessing(tiny_repo: Path, fmnist_test,
     assert first == local_rates(entry, sets, repeats=4, seed=1)  # seeded: replays exactly
     assert first != plain and 0.0 < first[0] < 1.0
     assert first[0] * 60 * 4 == pytest.approx(round(first[0] * 60 * 4))  # mean of 4 draws
+
+
+# ------------------------------------------------------------- growing a population, resuming
+
+FAMILY = "csrp(sigma=1.1..1.35, p=1..8)"
+
+
+def _two_sets(tiny_repo: Path, fmnist_test, folder: Path) -> list[FingerprintSet]:
+    from models.runtime import load_predictor
+
+    images = fmnist_test.floats(slice(100, 130))
+    labels = load_predictor(tiny_repo / "target").predict(images)
+    make_set(folder / "a.safetensors", images[:15], labels[:15], "clean-a")
+    make_set(folder / "b.safetensors", images[15:], labels[15:], "clean-b")
+    return load_sets([folder])
+
+
+def _statistics(document: dict) -> dict:
+    """A calibration's numbers, without when and by which code it was written."""
+    return {method: {k: v for k, v in entry.items() if k not in ("created", "code_version")}
+            for method, entry in document["methods"].items()}
+
+
+def _measured_names(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record which models ``calibrate`` measures (the real measurement still runs)."""
+    import verifier_client.calibration as calibration
+
+    names: list[str] = []
+    real = calibration.measure
+
+    def spy(source, *args, **kwargs):
+        names.append(source.name)
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(calibration, "measure", spy)
+    return names
+
+
+def test_reuse_measures_only_new_models_and_equals_a_fresh_calibration(
+        tiny_repo: Path, fmnist_test, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Growing the null population behind a front: the earlier file's model is not measured
+    again, and the grown file holds exactly the numbers a calibration from scratch gives."""
+    monkeypatch.setenv("CSRP_COMPILE", "0")
+    sets = _two_sets(tiny_repo, fmnist_test, tmp_path / "sets")
+    sources = [IndependentSource(n, path=tiny_repo / n) for n in ("indep-1", "indep-2")]
+    protocol = {"front": FAMILY, "votes": 3, "repeats": 2}
+    (tmp_path / "earlier").mkdir()
+    earlier = write_calibration(tmp_path / "earlier" / "calibration.json",
+                                calibrate(sets, sources[:1], **protocol))
+    measured = _measured_names(monkeypatch)
+    grown = calibrate(sets, sources, reuse=earlier, **protocol)
+    assert measured == ["indep-2"]
+    assert grown["reused"]["models"] == ["indep-1"]
+    assert grown["reused"]["code_version"] == load_calibration(earlier)["code_version"]
+    fresh = calibrate(sets, sources, **protocol)
+    assert "reused" not in fresh and measured == ["indep-2", "indep-1", "indep-2"]
+    assert _statistics(grown) == _statistics(fresh)
+    out = write_calibration(tmp_path / "grown.json", grown)
+    assert load_calibration(out)["reused"]["file"] == "earlier/calibration.json"
+
+
+def test_reuse_refuses_another_protocol_other_sets_and_bad_rates(
+        tiny_repo: Path, fmnist_test, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CSRP_COMPILE", "0")
+    sets = _two_sets(tiny_repo, fmnist_test, tmp_path / "sets")
+    source = [IndependentSource("indep-1", path=tiny_repo / "indep-1")]
+    earlier = write_calibration(tmp_path / "plain.json", calibrate(sets, source))
+    with pytest.raises(UserError, match="measured under another protocol"):
+        calibrate(sets, source, front=FAMILY, votes=3, repeats=2, reuse=earlier)
+    make_set(tmp_path / "other" / "a.safetensors", torch.zeros(3, 1, 28, 28),
+             torch.arange(3), "clean-a")
+    with pytest.raises(UserError, match="no rates for this 'clean-a' set"):
+        calibrate(load_sets([tmp_path / "other"]), source, reuse=earlier)
+    document = json.loads(earlier.read_text())
+    document["methods"]["clean-b"]["members"][0]["rates"] = [1.5]
+    (tmp_path / "tampered.json").write_text(json.dumps(document))
+    with pytest.raises(UserError, match=r"rates cannot be read back \(rate 1.5 outside"):
+        calibrate(sets, source, reuse=tmp_path / "tampered.json")
+
+
+def test_an_interrupted_calibration_resumes_from_its_partial_file(
+        tiny_repo: Path, fmnist_test, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import verifier_client.calibration as calibration
+
+    sets = _two_sets(tiny_repo, fmnist_test, tmp_path / "sets")
+    sources = [IndependentSource(n, path=tiny_repo / n) for n in ("indep-1", "indep-2")]
+    partial = tmp_path / "c.json.partial"
+    real = calibration.measure
+
+    def stop_at_the_second(source, *args, **kwargs):
+        if source.name == "indep-2":
+            raise KeyboardInterrupt
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(calibration, "measure", stop_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        calibrate(sets, sources, partial=partial)
+    assert [json.loads(line)["name"] for line in partial.read_text().splitlines()] == ["indep-1"]
+    monkeypatch.setattr(calibration, "measure", real)
+    measured = _measured_names(monkeypatch)
+    resumed = calibrate(sets, sources, partial=partial)
+    assert measured == ["indep-2"] and not partial.exists()
+    assert _statistics(resumed) == _statistics(calibrate(sets, sources))

@@ -43,13 +43,18 @@ EXAMPLES = [
             "--out zoo/calibration-eot.json",
             note="the null behind every corner and the centre of a CSRP family, as the adaptive "
                  "verifier queries"),
+    Example("python -m verifier_client calibrate --fingerprints zoo/fingerprints-eot "
+            "--repository zoo --front 'csrp(sigma=1.1..1.35, p=1..8)' --votes 5 --repeats 10 "
+            "--reuse zoo/calibration-eot.json --out build/calibration-eot-grown.json",
+            note="after the zoo grew: the models the earlier file holds are not measured again"),
     Example("python -m verifier_client calibrate --fingerprints zoo/fingerprints "
             "--url http://127.0.0.1:8000 --models indep-01,indep-02,indep-03 --repeats 10 "
             "--out build/examples/calibration-remote.json", note="models on a server"),
 ]
 FOOTER = """A long calibration resumes: every finished model is kept in OUT.partial until the file
 is written, and a rerun with the same sets, models and protocol measures only the rest. The
-verdicts need at least 1/alpha - 1 models for the combined test (99 at alpha 0.01)."""
+verdicts need at least 1/alpha - 1 models for the combined test (99 at alpha 0.01). To grow
+a population, --reuse the earlier file: only the new models are measured."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -90,6 +95,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "larger (default)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of local randomized preprocessing (default 0)")
+    p.add_argument("--reuse", type=Path, default=None, metavar="EARLIER.json",
+                   help="take the rates of models an earlier calibration file already measured "
+                        "(same protocol, same sets by sha256) and measure only the others; the "
+                        "new file records which, and the earlier file's code version")
     p.add_argument("--out", required=True, type=output_file, help="calibration.json to write")
     add_client_arguments(p)
     p.set_defaults(run=run)
@@ -126,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
                          seed=args.seed, client_options=client_kwargs(args),
                          progress=lambda name: print(f"measuring {name}", flush=True),
                          front=args.front, votes=args.votes,
-                         partial=args.out.with_name(args.out.name + ".partial"))
+                         partial=args.out.with_name(args.out.name + ".partial"),
+                         reuse=args.reuse)
     write_calibration(args.out, document)
     print_calibration(document)
     print(f"wrote {args.out}")
@@ -164,6 +174,11 @@ def print_calibration(document: dict) -> None:
                                                                       "none")))
     console = Console(width=max(120, Console().width))
     print_rich(table, console)
+    reused = document.get("reused")
+    if isinstance(reused, dict):
+        console.print(f"{len(reused['models'])} of {models} models' rates taken from "
+                      f"{reused['file']} (code version {reused['code_version']}), the others "
+                      "measured now", soft_wrap=True)
     needed = combined_models_needed(alpha)
     floor = 1 / (models + 1)
     console.print(f"combined test (what verify decides with by default): exact rank p-value, "
