@@ -86,6 +86,19 @@ $(ZOO)/calibration-eot.json:
 	$(PY) -m verifier_client calibrate --fingerprints $(ZOO)/fingerprints-eot --repository $(ZOO) \
 	  --front '$(FRONT_FAMILY)' --votes $(EOT_VOTES) --repeats $(EOT_REPEATS) --out $@
 
+# After the population grew (`python -m models zoo` built more calibration negatives): remake the
+# three calibrations in place, measuring only the models the current files do not hold (--reuse;
+# an interrupted run resumes from OUT.partial, and the file is replaced only when it is complete).
+.PHONY: recalibrate
+recalibrate:
+	$(PY) -m verifier_client calibrate --fingerprints $(ZOO)/fingerprints --repository $(ZOO) \
+	  --reuse $(ZOO)/calibration.json --out $(ZOO)/calibration.json
+	$(PY) -m verifier_client calibrate --fingerprints $(ZOO)/fingerprints-di --repository $(ZOO) \
+	  --reuse $(ZOO)/calibration-di.json --out $(ZOO)/calibration-di.json
+	$(PY) -m verifier_client calibrate --fingerprints $(ZOO)/fingerprints-eot --repository $(ZOO) \
+	  --front '$(FRONT_FAMILY)' --votes $(EOT_VOTES) --repeats $(EOT_REPEATS) \
+	  --reuse $(ZOO)/calibration-eot.json --out $(ZOO)/calibration-eot.json
+
 validation: $(RESULTS)/validation/validation.json
 $(RESULTS)/validation/validation.json: $(ZOO)/calibration.json $(ZOO)/calibration-eot.json
 	$(PY) -m verifier_client validate --repository $(ZOO) --serve-behind '$(SERVE_BEHIND)' \
