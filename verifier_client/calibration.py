@@ -401,6 +401,8 @@ class EarlierCalibration:
         members = protocol.member_names()
         try:
             names = [str(n) for n in entries[0]["independent_names"]]
+            if len(set(names)) != len(names):
+                raise ValueError("a model is named twice")
             by_model: dict[str, dict[str, list[float]]] = {
                 name: {m: [] for m in members} for name in names}
             for entry in entries:

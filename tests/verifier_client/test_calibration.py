@@ -362,6 +362,13 @@ def test_reuse_refuses_another_protocol_other_sets_and_bad_rates(
     (tmp_path / "tampered.json").write_text(json.dumps(document))
     with pytest.raises(UserError, match=r"rates cannot be read back \(rate 1.5 outside"):
         calibrate(sets, source, reuse=tmp_path / "tampered.json")
+    document = json.loads(earlier.read_text())
+    for entry in document["methods"].values():
+        entry["independent_names"] *= 2
+        entry["members"][0]["rates"] *= 2
+    (tmp_path / "twice.json").write_text(json.dumps(document))
+    with pytest.raises(UserError, match="a model is named twice"):
+        calibrate(sets, source, reuse=tmp_path / "twice.json")
 
 
 def test_an_interrupted_calibration_resumes_from_its_partial_file(
@@ -388,3 +395,18 @@ def test_an_interrupted_calibration_resumes_from_its_partial_file(
     resumed = calibrate(sets, sources, partial=partial)
     assert measured == ["indep-2"] and not partial.exists()
     assert _statistics(resumed) == _statistics(calibrate(sets, sources))
+
+
+def test_calibrate_cli_reuse_of_a_bad_file_is_one_line(tiny_repo: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    from verifier_client.cli import main
+
+    make_set(tmp_path / "s.safetensors", torch.zeros(2, 1, 28, 28), torch.arange(2), "m")
+    (tmp_path / "earlier.json").write_text('{"format": "something else"}')
+    for reuse in ("missing.json", "earlier.json"):
+        code = main(["calibrate", "--fingerprints", str(tmp_path / "s.safetensors"),
+                     "--independent", str(tiny_repo / "indep-1"),
+                     "--reuse", str(tmp_path / reuse), "--out", str(tmp_path / "c.json")])
+        assert code == 2 and not (tmp_path / "c.json").exists()
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and reuse in err and "\n" not in err
