@@ -386,7 +386,8 @@ class EarlierCalibration:
     @classmethod
     def load(cls, path: Path, protocol: Protocol,
              sets: Sequence[FingerprintSet]) -> EarlierCalibration:
-        document = load_calibration(path)
+        raw = read_calibration_bytes(path)  # read once: the sha256 recorded is what was parsed
+        document = parse_calibration(path, raw)
         if protocol_of(document).to_dict() != protocol.to_dict():
             raise UserError(f"{path}: measured under another protocol "
                             f"({protocol_of(document).describe()}), not "
@@ -429,11 +430,8 @@ class EarlierCalibration:
                 rates[_source_key(source)] = by_model[name]
         except (KeyError, TypeError, ValueError) as error:
             raise UserError(f"{path}: its rates cannot be read back ({error})") from None
-        from models.files import read_regular_file
-
-        digest = hashlib.sha256(read_regular_file(path, MAX_CALIBRATION_BYTES,
-                                                  "calibration file")).hexdigest()
-        return cls(path, digest, str(document.get("code_version", "unknown")), rates)
+        return cls(path, hashlib.sha256(raw).hexdigest(),
+                   str(document.get("code_version", "unknown")), rates)
 
     def take(self, source: IndependentSource) -> dict[str, list[float]] | None:
         return self.rates.get(_source_key(source))
@@ -565,11 +563,20 @@ def write_calibration(path: str | Path, document: dict[str, Any]) -> Path:
 
 def load_calibration(path: str | Path) -> dict[str, Any]:
     """Read and sanity-check a calibration file."""
-    path = Path(path)
+    return parse_calibration(Path(path), read_calibration_bytes(Path(path)))
+
+
+def read_calibration_bytes(path: Path) -> bytes:
+    """A calibration file's bytes (a regular file, size-capped), for :func:`parse_calibration`."""
     from models.files import read_regular_file
 
+    return read_regular_file(path, MAX_CALIBRATION_BYTES, "calibration file")
+
+
+def parse_calibration(path: Path, raw: bytes) -> dict[str, Any]:
+    """Sanity-check the calibration document in ``raw`` (read from ``path``)."""
     try:
-        document = json.loads(read_regular_file(path, MAX_CALIBRATION_BYTES, "calibration file"))
+        document = json.loads(raw)
     except (ValueError, RecursionError) as error:  # RecursionError: JSON nested too deep
         raise UserError(f"{path}: not a readable calibration file ({error})") from None
     if not isinstance(document, dict) or document.get("format") != CALIBRATION_FORMAT \
