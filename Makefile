@@ -89,17 +89,19 @@ $(ZOO)/calibration-eot.json:
 # After the population grew (`python -m models zoo` built more calibration negatives): remake the
 # three calibrations in place, measuring only the models the current files do not hold (--reuse;
 # an interrupted run resumes from OUT.partial, and the file is replaced only when it is complete).
-# Cheapest first: the plain null takes seconds a model, the EOT null about a minute.
+# Cheapest first: the plain null takes seconds a model, the EOT null about a minute. Each target
+# stands alone (recalibrate-di does not rerun the other two), and a file that would gain nothing
+# is left as it is.
 .PHONY: recalibrate recalibrate-plain recalibrate-eot recalibrate-di
 recalibrate: recalibrate-plain recalibrate-eot recalibrate-di
 recalibrate-plain:
 	$(PY) -m verifier_client calibrate --fingerprints $(ZOO)/fingerprints --repository $(ZOO) \
 	  --reuse $(ZOO)/calibration.json --out $(ZOO)/calibration.json
-recalibrate-eot: recalibrate-plain
+recalibrate-eot:
 	$(PY) -m verifier_client calibrate --fingerprints $(ZOO)/fingerprints-eot --repository $(ZOO) \
 	  --front '$(FRONT_FAMILY)' --votes $(EOT_VOTES) --repeats $(EOT_REPEATS) \
 	  --reuse $(ZOO)/calibration-eot.json --out $(ZOO)/calibration-eot.json
-recalibrate-di: recalibrate-eot
+recalibrate-di:
 	$(PY) -m verifier_client calibrate --fingerprints $(ZOO)/fingerprints-di --repository $(ZOO) \
 	  --reuse $(ZOO)/calibration-di.json --out $(ZOO)/calibration-di.json
 

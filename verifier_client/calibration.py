@@ -382,6 +382,7 @@ class EarlierCalibration:
     sha256: str
     code_version: str
     rates: dict[str, dict[str, list[float]]]  # source key -> {member: [rate per set]}
+    earlier: dict[str, Any] | None = None  # the file's own ``reused`` record, if it has one
 
     @classmethod
     def load(cls, path: Path, protocol: Protocol,
@@ -430,15 +431,22 @@ class EarlierCalibration:
                 rates[_source_key(source)] = by_model[name]
         except (KeyError, TypeError, ValueError) as error:
             raise UserError(f"{path}: its rates cannot be read back ({error})") from None
+        earlier = document.get("reused")
         return cls(path, hashlib.sha256(raw).hexdigest(),
-                   str(document.get("code_version", "unknown")), rates)
+                   str(document.get("code_version", "unknown")), rates,
+                   earlier if isinstance(earlier, dict) else None)
 
     def take(self, source: IndependentSource) -> dict[str, list[float]] | None:
         return self.rates.get(_source_key(source))
 
     def record(self, names: Sequence[str]) -> dict[str, Any]:
-        return {"file": str(self.path), "sha256": self.sha256,
-                "code_version": self.code_version, "models": list(names)}
+        """What the new file took from this one; the chain of earlier files goes with it, so
+        which code version measured each model survives any number of regrowths."""
+        record: dict[str, Any] = {"file": str(self.path), "sha256": self.sha256,
+                                  "code_version": self.code_version, "models": list(names)}
+        if self.earlier is not None:
+            record["earlier"] = self.earlier
+        return record
 
 
 def _source_key(source: IndependentSource) -> str:

@@ -410,3 +410,42 @@ def test_calibrate_cli_reuse_of_a_bad_file_is_one_line(tiny_repo: Path, tmp_path
         assert code == 2 and not (tmp_path / "c.json").exists()
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and reuse in err and "\n" not in err
+
+
+def test_a_second_growth_keeps_the_first_ones_record(
+        tiny_repo: Path, fmnist_test, tmp_path: Path) -> None:
+    """Grown twice, the file still says which earlier file (and code version) each model came
+    from: the second growth's record carries the first's, instead of claiming every model was
+    taken from the previous version of the file."""
+    sets = _two_sets(tiny_repo, fmnist_test, tmp_path / "sets")
+    sources = [IndependentSource(n, path=tiny_repo / n) for n in ("indep-1", "indep-2")]
+    first = write_calibration(tmp_path / "first.json", calibrate(sets, sources[:1]))
+    second = write_calibration(tmp_path / "second.json",
+                               calibrate(sets, sources, reuse=first))
+    third = calibrate(sets, sources, reuse=second)
+    assert third["reused"]["models"] == ["indep-1", "indep-2"]
+    assert third["reused"]["earlier"]["models"] == ["indep-1"]
+    assert third["reused"]["earlier"]["file"] == "first.json"
+    assert "earlier" not in third["reused"]["earlier"]
+
+
+def test_calibrate_cli_leaves_a_file_that_would_gain_nothing_as_it_is(
+        tiny_repo: Path, fmnist_test, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`make recalibrate` run again (every model already in the file) must not rewrite the
+    file: a rewrite would replace its record of what was measured when."""
+    from verifier_client.cli import main
+
+    _two_sets(tiny_repo, fmnist_test, tmp_path / "sets")
+    out = tmp_path / "c.json"
+    args = ["calibrate", "--fingerprints", str(tmp_path / "sets"),
+            "--independent", str(tiny_repo / "indep-1"), "--out", str(out)]
+    assert main(args) == 0
+    grown = [*args[:4], f"{tiny_repo / 'indep-1'},{tiny_repo / 'indep-2'}",
+             "--reuse", str(out), "--out", str(out)]
+    assert main(grown) == 0
+    written = out.read_bytes()
+    assert json.loads(written)["reused"]["models"] == ["indep-1"]
+    capsys.readouterr()
+    assert main(grown) == 0
+    assert out.read_bytes() == written
+    assert "left as it is" in capsys.readouterr().out

@@ -112,7 +112,12 @@ def existing_repository(value: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from verifier_client.calibration import IndependentSource, calibrate, write_calibration
+    from verifier_client.calibration import (
+        IndependentSource,
+        calibrate,
+        load_calibration,
+        write_calibration,
+    )
     from verifier_client.fingerprint_set import load_sets
 
     if bool(args.url) != bool(args.models):
@@ -137,10 +142,32 @@ def run(args: argparse.Namespace) -> int:
                          front=args.front, votes=args.votes,
                          partial=args.out.with_name(args.out.name + ".partial"),
                          reuse=args.reuse)
+    if _adds_nothing(document, args):
+        print_calibration(load_calibration(args.out))
+        print(f"{args.out} already holds every model under this protocol: left as it is")
+        return 0
     write_calibration(args.out, document)
     print_calibration(document)
     print(f"wrote {args.out}")
     return 0
+
+
+def _adds_nothing(document: dict, args: argparse.Namespace) -> bool:
+    """Whether ``--reuse FILE --out FILE`` would rewrite FILE with nothing measured and nothing
+    changed: then the file is kept as it is, so its record of which code version measured
+    which model is not replaced by "all taken from the previous version of this file"."""
+    from verifier_client.calibration import load_calibration
+
+    reused = document.get("reused")
+    if args.reuse is None or not isinstance(reused, dict) or \
+            args.reuse.resolve() != args.out.resolve():
+        return False
+    earlier = load_calibration(args.out)
+    return (len(reused["models"]) == len(document["independent"])
+            and [d.get("name") for d in earlier.get("independent", [])]
+            == [d["name"] for d in document["independent"]]
+            and earlier.get("alpha") == document["alpha"]
+            and earlier.get("rule") == document["rule"])
 
 
 def print_calibration(document: dict) -> None:
