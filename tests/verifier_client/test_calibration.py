@@ -449,3 +449,25 @@ def test_calibrate_cli_leaves_a_file_that_would_gain_nothing_as_it_is(
     assert main(grown) == 0
     assert out.read_bytes() == written
     assert "left as it is" in capsys.readouterr().out
+
+
+def test_calibrate_prints_rank_when_any_front_rejects_the_logit_normal_null(
+        tiny_repo: Path, fmnist_test, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """verify decides a method by rank when the null fails Shapiro-Wilk behind any front of
+    the family; calibrate's table must say so, not only look at the least favourable front
+    (it said "parametric" for CAE-EOT, which verify decided by rank)."""
+    from verifier_client.commands.calibrate import print_calibration
+
+    sets = _two_sets(tiny_repo, fmnist_test, tmp_path / "sets")
+    sources = [IndependentSource(n, path=tiny_repo / n) for n in ("indep-1", "indep-2")]
+    document = calibrate(sets, sources, front=FAMILY, votes=3, repeats=2)
+    entry = document["methods"]["clean-a"]
+    fitted = {"mean_logit": 0.5, "sd_logit": 0.3, "n": 30, "shapiro_p": 0.9}
+    entry["null"] = dict(fitted)  # two models fit no null: give every front one that passes,
+    for member in entry["members"]:
+        member["null"] = dict(fitted)
+    entry["members"][-1]["null"]["shapiro_p"] = 0.012  # and one front where it fails
+    capsys.readouterr()
+    print_calibration(document)
+    row = next(line for line in capsys.readouterr().out.splitlines() if "clean-a" in line)
+    assert "rank" in row and "0.012" in row and "parametric" not in row
