@@ -140,6 +140,22 @@ def test_decide_against_a_low_null_accuses_and_a_fair_one_does_not(
     assert decide_against(claim, outcomes, fair, 0.01)["verdict"] != "stolen"
 
 
+def test_decide_against_says_rank_when_the_null_is_not_logit_normal(
+        claim: FingerprintSet) -> None:
+    """An accuser's cherry-picked null (the lowest of a population: a cut-off tail) fails
+    Shapiro-Wilk, so the verdict is by rank, and the study's table must say so: it said
+    "parametric" beside p-values of exactly 1/21."""
+    outcomes = np.zeros((1, claim.n), dtype=bool)
+    outcomes[0, :27] = True
+    two_clusters = {f"m{i}": 0.6 + 0.001 * i for i in range(14)}
+    two_clusters.update({f"n{i}": 0.85 + 0.001 * i for i in range(6)})
+    decision = decide_against(claim, outcomes, two_clusters, 0.01)
+    assert decision["decided_by"] == "rank"
+    assert decision["p_value"] == pytest.approx(1 / 21)
+    smooth = {f"m{i}": r for i, r in enumerate(np.linspace(0.8, 0.97, 20))}
+    assert decide_against(claim, outcomes, smooth, 0.01)["decided_by"] == "parametric"
+
+
 def test_the_study_on_a_population(tiny_population: Path, tmp_path: Path) -> None:
     from models.zoo import load_manifest
 

@@ -63,7 +63,9 @@ def decide_against(fset: FingerprintSet, outcomes: np.ndarray, null: dict[str, f
                               alpha=alpha)
     row = method_row(fset, entry, outcomes, decide_by="auto", seed=seed)
     overall = decide_rows([row], alpha, "auto", {fset.method: entry})
-    result = {"verdict": overall["verdict"], "decided_by": overall["decided_by"],
+    # Holm over one method decides by the row's null: "rank" when it fails Shapiro-Wilk
+    how = overall["decided_by"] if overall["decided_by"] == "combined" else row["decided_by"]
+    result = {"verdict": overall["verdict"], "decided_by": how,
               "rate": round(float(np.mean(outcomes)), 4), "p_value": row["p_value"]}
     if "combined" in overall:
         result["combined_p"] = overall["combined"]["p_value"]
