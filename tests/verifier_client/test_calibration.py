@@ -462,7 +462,8 @@ def test_calibrate_prints_rank_when_any_front_rejects_the_logit_normal_null(
     sources = [IndependentSource(n, path=tiny_repo / n) for n in ("indep-1", "indep-2")]
     document = calibrate(sets, sources, front=FAMILY, votes=3, repeats=2)
     entry = document["methods"]["clean-a"]
-    fitted = {"mean_logit": 0.5, "sd_logit": 0.3, "n": 30, "shapiro_p": 0.9}
+    fitted = {"mean_logit": 0.5, "sd_logit": 0.3, "n": 30, "n_fingerprints": 15,
+              "shapiro_p": 0.9}
     entry["null"] = dict(fitted)  # two models fit no null: give every front one that passes,
     for member in entry["members"]:
         member["null"] = dict(fitted)

@@ -178,7 +178,7 @@ def print_calibration(document: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from verifier_client.decision import NORMALITY_LEVEL
+    from verifier_client.decision import member_nulls, normal_model_ok, worst_shapiro
     from verifier_client.protocol import Protocol
     from verifier_client.verdict import combined_models_needed
 
@@ -192,8 +192,9 @@ def print_calibration(document: dict) -> None:
             "method", "decides by", "least favourable front", "logit-normal null") else "right")
     for method, entry in document["methods"].items():
         null = entry.get("null") or {}
-        shapiro = worst_shapiro(entry)
-        normal = shapiro is None or shapiro >= NORMALITY_LEVEL
+        # verify decides by rank if any front rejects the null; too few models fit none
+        nulls = member_nulls(entry) if entry.get("null") else []
+        shapiro, normal = worst_shapiro(nulls), normal_model_ok(nulls)
         table.add_row(method, str(entry["n"]), f"[{entry['min']:.2f}, {entry['max']:.2f}]",
                       f"{entry['mean']:.3f} ± {entry['std']:.3f}",
                       f"logit ~ N({null.get('mean_logit', float('nan')):.2f}, "
@@ -218,7 +219,7 @@ def print_calibration(document: dict) -> None:
                       "nulls, whose guarantee rests on the logit-normal model[/bold yellow]",
                       soft_wrap=True)
     rank_only = [m for m, e in document["methods"].items()
-                 if (worst_shapiro(e) or 1.0) < NORMALITY_LEVEL]
+                 if e.get("null") and not normal_model_ok(member_nulls(e))]
     holm_first = alpha / max(len(document["methods"]), 1)
     if rank_only and floor > holm_first:
         console.print(f"[yellow]{', '.join(rank_only)}: the logit-normal null is rejected, so "
@@ -226,15 +227,3 @@ def print_calibration(document: dict) -> None:
                       f"level {holm_first:.2g} with {models} models: alone they can never say "
                       f"stolen[/yellow]", soft_wrap=True)
 
-
-def worst_shapiro(entry: dict) -> float | None:
-    """The smallest Shapiro-Wilk p over the fronts a method was calibrated behind: verify
-    decides by rank when any of them rejects the logit-normal null (decision.method_row), so
-    that is the one to print, not the least favourable front's alone."""
-    values = [m["null"].get("shapiro_p") for m in entry.get("members") or []
-              if isinstance(m.get("null"), dict)]
-    values = [float(v) for v in values if v is not None]
-    if not values:
-        top = (entry.get("null") or {}).get("shapiro_p")
-        return None if top is None else float(top)
-    return min(values)
